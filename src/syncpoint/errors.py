@@ -1,0 +1,122 @@
+"""One exception tree; every error a user can cause knows its exit code and its one-line message.
+
+    SyncpointError                     exit 1   base class; ``str(err)`` is the one line shown to the user
+    ├── UsageError                     exit 64  bad flag, bad date, bad name, unknown run, nothing to resume
+    │   ├── InvalidName                         a job/task/key/run name that cannot be stored safely
+    │   ├── InvalidDate                         a date or duration that does not parse or does not exist
+    │   └── ConfigChanged                       resuming under a different config (names the changed keys)
+    ├── JobLocked                      exit 75  another live process holds the job's lock (names the holder)
+    ├── StoreError                     exit 1   the store cannot be used
+    │   ├── StoreUnavailable                    cannot reach/open the store (names it, password masked)
+    │   ├── CorruptState                        a checkpoint file or database is damaged; never overwritten
+    │   └── SchemaTooNew                        the database was migrated by a newer syncpoint
+    └── AttemptsExhausted              exit 1   a keyed run used ``max_attempts`` invocations
+
+``Stopped`` is not an error: it is raised at a safe point to unwind the user's loop when a signal or a
+budget asks the run to stop. It derives from ``BaseException`` so that a user's ``except Exception``
+around one item cannot swallow it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_PARTIAL = 2
+EXIT_USAGE = 64
+EXIT_LOCKED = 75
+EXIT_SIGINT = 130
+EXIT_SIGTERM = 143
+
+
+class SyncpointError(Exception):
+    """Base of every error syncpoint raises on purpose; carries the process exit code."""
+
+    exit_code: int = EXIT_FAILED
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(SyncpointError):
+    exit_code = EXIT_USAGE
+
+
+class InvalidName(UsageError):
+    pass
+
+
+class InvalidDate(UsageError):
+    pass
+
+
+class ConfigChanged(UsageError):
+    def __init__(self, run_id: str, changed: list[str]) -> None:
+        keys = ", ".join(changed)
+        super().__init__(
+            f"config changed since run {run_id} started (keys: {keys}); "
+            "rerun with --force to resume anyway, or --new-run to start over"
+        )
+        self.run_id = run_id
+        self.changed = changed
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """Who holds a job's lock, as far as the holder told us."""
+
+    host: str
+    pid: int
+    since: str
+    run_id: str | None = None
+
+    def describe(self) -> str:
+        run = f", run {self.run_id}" if self.run_id else ""
+        return f"pid {self.pid} on {self.host} since {self.since}{run}"
+
+
+class JobLocked(SyncpointError):
+    exit_code = EXIT_LOCKED
+
+    def __init__(self, job: str, holder: LockHolder | None) -> None:
+        who = holder.describe() if holder else "another process (it has not written its name yet)"
+        super().__init__(
+            f"job {job!r} is locked by {who}; wait for it to finish or stop it "
+            "(the lock is released automatically when that process exits)"
+        )
+        self.job = job
+        self.holder = holder
+
+
+class StoreError(SyncpointError):
+    pass
+
+
+class StoreUnavailable(StoreError):
+    pass
+
+
+class CorruptState(StoreError):
+    pass
+
+
+class SchemaTooNew(StoreError):
+    pass
+
+
+class AttemptsExhausted(SyncpointError):
+    pass
+
+
+class Stopped(BaseException):  # noqa: N818 - it is a control-flow signal, not an error
+    """Raised at a safe point to end the run cleanly (signal or budget); the run catches it."""
+
+    def __init__(self, reason: str, exit_code: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.exit_code = exit_code

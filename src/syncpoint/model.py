@@ -1,0 +1,128 @@
+"""Statuses and the plain records a store returns and accepts.
+
+Records are frozen dataclasses of JSON-compatible values so that every backend can store them the same way
+and ``export``/``import`` can move them between backends without loss. Timestamps are timezone-aware UTC
+``datetime`` objects; cursors, configs, params and state values are JSON values.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Union
+
+JSON = Union[dict[str, Any], list[Any], str, int, float, bool, None]
+
+
+def utcnow() -> datetime:
+    """The one clock for stored timestamps (UTC, microseconds), so backends round-trip equal values."""
+    return datetime.now(timezone.utc)
+
+
+class RunStatus(str, enum.Enum):
+    RUNNING = "running"
+    INTERRUPTED = "interrupted"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    COMPLETED = "completed"
+
+    @property
+    def resumable(self) -> bool:
+        return self is not RunStatus.COMPLETED
+
+
+class TaskStatus(str, enum.Enum):
+    PENDING = "pending"
+    IN_PROGRESS = "in_progress"
+    COMPLETE = "complete"
+    FAILED = "failed"
+
+
+class LedgerKind(enum.IntEnum):
+    """Which of a task's item sets an entry belongs to."""
+
+    ITEMS = 0  # the item ledger: processed or failed item IDs
+    BOUNDARY = 1  # the watermark's IDs seen at exactly the current boundary value
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    job: str
+    status: RunStatus
+    config: dict[str, Any]
+    config_digest: str
+    started_at: datetime
+    updated_at: datetime
+    key: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    ended_at: datetime | None = None
+    attempts: int = 1
+    error: str | None = None
+    exit_code: int | None = None
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    run_id: str
+    name: str
+    position: int
+    status: TaskStatus = TaskStatus.PENDING
+    cursor: JSON = None
+    pages: int = 0
+    records: int = 0
+    ok: int = 0
+    failed: int = 0
+    total: int | None = None
+    error: str | None = None
+    retryable: bool = False
+    started_at: datetime | None = None
+    updated_at: datetime | None = None
+    completed_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PhaseRecord:
+    run_id: str
+    name: str
+    position: int
+    completed_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One item's outcome. ``ok`` entries carry no error; a later entry for the same ID replaces it."""
+
+    run_id: str
+    task: str
+    item_id: str
+    ok: bool
+    error: str | None = None
+    retryable: bool = False
+    kind: LedgerKind = LedgerKind.ITEMS
+
+
+@dataclass(frozen=True)
+class FailedItem:
+    item_id: str
+    error: str | None
+    retryable: bool
+
+
+@dataclass(frozen=True)
+class LedgerCounts:
+    ok: int
+    failed: int
+
+    @property
+    def total(self) -> int:
+        return self.ok + self.failed
+
+
+@dataclass(frozen=True)
+class StateEntry:
+    job: str
+    key: str
+    value: JSON
+    updated_at: datetime

@@ -1,0 +1,58 @@
+"""Validation of the names users give us, before they become file names, lock names or SQL values.
+
+Job names become file names (locks, JSON checkpoints), so they are restricted to a portable set. Task
+names, keys and state keys are stored as values, never as paths, so they may hold almost anything
+printable (``org/repo:pulls``) — but never control characters, and never absurd lengths.
+"""
+
+from __future__ import annotations
+
+import re
+
+from syncpoint.errors import InvalidName
+
+MAX_JOB_NAME = 128
+MAX_VALUE_NAME = 1000
+
+_JOB_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_RUN_ID_RE = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{6}")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_job_name(name: object) -> str:
+    if not isinstance(name, str) or not name:
+        raise InvalidName(f"job name must be a non-empty string, got {_shown(name)}")
+    if len(name) > MAX_JOB_NAME:
+        raise InvalidName(f"job name is {len(name)} characters long; the limit is {MAX_JOB_NAME}")
+    if not _JOB_RE.fullmatch(name):
+        raise InvalidName(
+            f"job name {_shown(name)} is not allowed; use letters, digits, '.', '_' and '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def check_value_name(name: object, what: str = "task name") -> str:
+    """Task names, run keys, state keys: printable text, no control characters, bounded length."""
+    if not isinstance(name, str) or not name:
+        raise InvalidName(f"{what} must be a non-empty string, got {_shown(name)}")
+    if len(name) > MAX_VALUE_NAME:
+        raise InvalidName(f"{what} is {len(name)} characters long; the limit is {MAX_VALUE_NAME}")
+    if _CONTROL_RE.search(name):
+        raise InvalidName(f"{what} {_shown(name)} contains control characters")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidName(f"{what} {_shown(name)} is not valid UTF-8 text") from None
+    return name
+
+
+def check_run_id(run_id: object) -> str:
+    if not isinstance(run_id, str) or not _RUN_ID_RE.fullmatch(run_id):
+        raise InvalidName(f"{_shown(run_id)} is not a run ID (they look like 20241201-143022-3fa2c1)")
+    return run_id

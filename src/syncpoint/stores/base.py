@@ -1,0 +1,182 @@
+"""The store interface: one atomic write path (``apply``) and a handful of reads.
+
+Every durable change — runs, tasks, phases, ledger entries, watermark boundary IDs, job state, deletions —
+travels in one ``ChangeSet`` that a backend applies all-or-nothing. Crash safety is therefore a property of
+one method per backend, and the conformance suite (``tests/stores``) tests it as such.
+
+A backend that can commit a change set inside the caller's own database transaction (exactly-once when
+the destination is the same database) overrides ``apply_in``; the others refuse it.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+
+from syncpoint.errors import LockHolder
+from syncpoint.model import (
+    FailedItem,
+    LedgerCounts,
+    LedgerEntry,
+    LedgerKind,
+    PhaseRecord,
+    RunRecord,
+    RunStatus,
+    StateEntry,
+    TaskRecord,
+)
+
+
+class ItemOutcome(enum.IntEnum):
+    """What the ledger knows of one item ID (the value is what SQL backends store)."""
+
+    OK = 0
+    FAILED_RETRYABLE = 1
+    FAILED_PERMANENT = 2
+
+    @classmethod
+    def of(cls, entry: LedgerEntry) -> ItemOutcome:
+        if entry.ok:
+            return cls.OK
+        return cls.FAILED_RETRYABLE if entry.retryable else cls.FAILED_PERMANENT
+
+
+@dataclass(frozen=True)
+class LedgerClear:
+    """Forget every entry of one kind for one task (the watermark moved to a new boundary value)."""
+
+    run_id: str
+    task: str
+    kind: LedgerKind
+
+
+@dataclass(frozen=True)
+class StateDelete:
+    """Delete one bookmark, or all of a job's bookmarks when ``key`` is None."""
+
+    job: str
+    key: str | None = None
+
+
+@dataclass
+class ChangeSet:
+    """Everything one commit changes. Applied in field order: deletes, upserts, clears, ledger, state."""
+
+    run_deletes: list[str] = field(default_factory=list)
+    runs: list[RunRecord] = field(default_factory=list)
+    tasks: list[TaskRecord] = field(default_factory=list)
+    phases: list[PhaseRecord] = field(default_factory=list)
+    ledger_clears: list[LedgerClear] = field(default_factory=list)
+    ledger: list[LedgerEntry] = field(default_factory=list)
+    state_deletes: list[StateDelete] = field(default_factory=list)
+    state: list[StateEntry] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return any(
+            (self.run_deletes, self.runs, self.tasks, self.phases, self.ledger_clears, self.ledger,
+             self.state_deletes, self.state)
+        )
+
+
+class JobLock(abc.ABC):
+    """A held job lock. The OS or the database releases it if the holder dies, so no stale locks."""
+
+    @abc.abstractmethod
+    def release(self) -> None: ...
+
+    def __enter__(self) -> JobLock:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()
+
+
+class Store(abc.ABC):
+    """A checkpoint store. Implementations: SQLite (default), JSON directory, PostgreSQL."""
+
+    #: Where the checkpoints live, for log lines and ``runs show`` (any password masked).
+    location: str
+
+    # -- the one write path -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def apply(self, changes: ChangeSet) -> None:
+        """Apply ``changes`` atomically and durably: after return all of it survives, on error none."""
+
+    def apply_in(self, connection: object, changes: ChangeSet) -> None:
+        """Apply ``changes`` inside the caller's open transaction on ``connection`` (no commit here)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot join an outside transaction")
+
+    # -- runs, tasks, phases -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def get_run(self, run_id: str) -> RunRecord | None: ...
+
+    @abc.abstractmethod
+    def list_runs(
+        self,
+        job: str | None = None,
+        *,
+        statuses: Sequence[RunStatus] | None = None,
+        key: str | None = None,
+        limit: int | None = None,
+    ) -> list[RunRecord]:
+        """Runs newest first (by ``started_at``, then ``run_id``)."""
+
+    @abc.abstractmethod
+    def get_tasks(self, run_id: str) -> list[TaskRecord]:
+        """A run's tasks in position order."""
+
+    @abc.abstractmethod
+    def get_phases(self, run_id: str) -> list[PhaseRecord]:
+        """A run's phases in position order."""
+
+    # -- ledgers -------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def ledger_lookup(
+        self, run_id: str, task: str, item_ids: Sequence[str], kind: LedgerKind = LedgerKind.ITEMS
+    ) -> dict[str, ItemOutcome]:
+        """The outcome of each of ``item_ids`` that the ledger holds (absent IDs are left out)."""
+
+    @abc.abstractmethod
+    def ledger_counts(self, run_id: str, task: str, kind: LedgerKind = LedgerKind.ITEMS) -> LedgerCounts: ...
+
+    @abc.abstractmethod
+    def ledger_failed(self, run_id: str, task: str) -> Iterator[FailedItem]:
+        """Failed items of a task's item ledger, in item-ID order, streamed."""
+
+    @abc.abstractmethod
+    def iter_ledger(self, run_id: str, task: str, kind: LedgerKind = LedgerKind.ITEMS) -> Iterator[LedgerEntry]:
+        """Every entry of one of a task's ledgers, in item-ID order, streamed (export, inspection)."""
+
+    # -- job state (bookmarks) ------------------------------------------------------------------------
+    @abc.abstractmethod
+    def get_state(self, job: str) -> list[StateEntry]:
+        """A job's bookmarks, by key."""
+
+    @abc.abstractmethod
+    def list_jobs(self) -> list[str]:
+        """Every job that has runs or state, sorted."""
+
+    # -- locks ---------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def lock(self, job: str, run_id: str | None = None) -> JobLock:
+        """Take the job's lock without waiting; raise ``JobLocked`` naming the holder if it is held."""
+
+    @abc.abstractmethod
+    def lock_holder(self, job: str) -> LockHolder | None:
+        """Who holds the job's lock right now, or None if nobody does (a probe; takes nothing)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections and file handles."""
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
