@@ -1,0 +1,104 @@
+"""syncpoint: interruptible, resumable long-running data syncs.
+
+    import syncpoint
+
+    job = syncpoint.Job("drucksachen", config={"base_url": url})
+    with job.run(resume=True) as run:
+        task = run.task("drucksache")
+        mark = task.watermark(syncpoint.NEWEST_FIRST)
+        ...
+    raise SystemExit(run.exit_code)
+"""
+
+from __future__ import annotations
+
+from syncpoint.cursors import NEWEST_FIRST, OLDEST_FIRST, OffsetCursor, PageCursor, TokenCursor, Watermark
+from syncpoint.errors import (
+    EXIT_FAILED,
+    EXIT_LOCKED,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    EXIT_SIGINT,
+    EXIT_SIGTERM,
+    EXIT_USAGE,
+    AttemptsExhausted,
+    ConfigChanged,
+    CorruptState,
+    InvalidDate,
+    InvalidName,
+    JobLocked,
+    LockHolder,
+    SchemaTooNew,
+    Stopped,
+    StoreError,
+    StoreUnavailable,
+    SyncpointError,
+    UsageError,
+)
+from syncpoint.job import Job
+from syncpoint.model import (
+    FailedItem,
+    LedgerCounts,
+    PhaseRecord,
+    RunRecord,
+    RunStatus,
+    StateEntry,
+    TaskRecord,
+    TaskStatus,
+)
+from syncpoint.options import Command, RunOptions, add_arguments, click_options, options_from_namespace
+from syncpoint.run import Run, SavePolicy
+from syncpoint.stores import open_store
+from syncpoint.stores.base import Store
+from syncpoint.task import Task
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_LOCKED",
+    "EXIT_OK",
+    "EXIT_PARTIAL",
+    "EXIT_SIGINT",
+    "EXIT_SIGTERM",
+    "EXIT_USAGE",
+    "NEWEST_FIRST",
+    "OLDEST_FIRST",
+    "AttemptsExhausted",
+    "Command",
+    "ConfigChanged",
+    "CorruptState",
+    "FailedItem",
+    "InvalidDate",
+    "InvalidName",
+    "Job",
+    "JobLocked",
+    "LedgerCounts",
+    "LockHolder",
+    "OffsetCursor",
+    "PageCursor",
+    "PhaseRecord",
+    "Run",
+    "RunOptions",
+    "RunRecord",
+    "RunStatus",
+    "SavePolicy",
+    "SchemaTooNew",
+    "StateEntry",
+    "Stopped",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "SyncpointError",
+    "Task",
+    "TaskRecord",
+    "TaskStatus",
+    "TokenCursor",
+    "UsageError",
+    "Watermark",
+    "__version__",
+    "add_arguments",
+    "click_options",
+    "open_store",
+    "options_from_namespace",
+]

@@ -1,0 +1,137 @@
+"""A job: a named sync with a config, its store, and the management of its runs."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Any
+
+from syncpoint import codec
+from syncpoint.errors import SyncpointError, UsageError
+from syncpoint.model import RunRecord, RunStatus, StateEntry, utcnow
+from syncpoint.names import check_job_name, check_run_id
+from syncpoint.options import RunOptions
+from syncpoint.run import Run, SavePolicy
+from syncpoint.stores import open_store
+from syncpoint.stores.base import ChangeSet, StateDelete, Store
+
+log = logging.getLogger("syncpoint")
+
+
+class Job:
+    """A named sync. ``config`` is stored with every run; resuming under a changed config is refused."""
+
+    def __init__(
+        self,
+        name: str,
+        config: dict[str, Any] | None = None,
+        *,
+        store: Store | str | None = None,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        save_policy: SavePolicy | None = None,
+    ) -> None:
+        self.name = check_job_name(name)
+        self.config: dict[str, Any] = dict(config or {})
+        try:
+            codec.dumps(self.config)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"job {name!r}: config must be JSON-serialisable: {exc}") from None
+        self.store = store if isinstance(store, Store) else open_store(store, checkpoint_dir=checkpoint_dir)
+        self.save_policy = save_policy or SavePolicy()
+
+    @classmethod
+    def from_options(cls, name: str, config: dict[str, Any] | None, options: RunOptions, **kw: Any) -> Job:
+        """A job on the store the standard flags (``--store``, ``--checkpoint-dir``) name."""
+        return cls(name, config, store=options.store, checkpoint_dir=options.checkpoint_dir, **kw)
+
+    # -- running -------------------------------------------------------------------------------------
+    def run(self, options: RunOptions | None = None, **overrides: Any) -> Run:
+        """A run to use as a context manager; ``overrides`` are ``RunOptions`` fields."""
+        if options is None:
+            options = RunOptions(**overrides)
+        elif overrides:
+            options = RunOptions(**{**options.__dict__, **overrides})
+        return Run(self, options)
+
+    def execute(self, options: RunOptions, body: Callable[[Run], object]) -> int:
+        """Do what the standard flags ask (``--list-runs``, ``--cleanup``, or run ``body``); the exit code.
+
+        Errors a user can cause end as one log line and their documented exit code, never a traceback.
+        """
+        try:
+            if options.list_runs:
+                from syncpoint.report import print_runs
+
+                print_runs(self.store, self.runs())
+                return 0
+            if options.cleanup:
+                removed = self.cleanup(keep=options.keep)
+                log.info("removed %d run(s) of job %s", len(removed), self.name)
+                return 0
+            with self.run(options) as run:
+                body(run)
+            assert run.exit_code is not None
+            return run.exit_code
+        except SyncpointError as err:
+            log.error("%s", err)
+            return err.exit_code
+
+    # -- history -------------------------------------------------------------------------------------
+    def runs(self, statuses: Sequence[RunStatus] | None = None, limit: int | None = None) -> list[RunRecord]:
+        return self.store.list_runs(self.name, statuses=statuses, limit=limit)
+
+    def get_run(self, run_id: str) -> RunRecord:
+        found = self.store.get_run(check_run_id(run_id))
+        if found is None or found.job != self.name:
+            raise UsageError(f"no run {run_id} for job {self.name!r}; see --list-runs")
+        return found
+
+    def is_live(self, run: RunRecord) -> bool:
+        """True when ``run`` is being worked on right now by a live process holding the job's lock."""
+        return run.status is RunStatus.RUNNING and self.store.lock_holder(self.name) is not None
+
+    def delete_run(self, run_id: str) -> RunRecord:
+        run = self.get_run(run_id)
+        if self.is_live(run):
+            holder = self.store.lock_holder(self.name)
+            raise UsageError(
+                f"run {run_id} is running in a live process ({holder.describe() if holder else '?'}); "
+                "stop it first"
+            )
+        self.store.apply(ChangeSet(run_deletes=[run_id]))
+        return run
+
+    def cleanup(
+        self,
+        *,
+        keep: int | None = None,
+        older_than: timedelta | None = None,
+        statuses: Sequence[RunStatus] | None = None,
+        dry_run: bool = False,
+    ) -> list[RunRecord]:
+        """Delete runs beyond the ``keep`` newest and/or older than ``older_than``; never a live one."""
+        if keep is None and older_than is None:
+            raise UsageError("cleanup needs --keep N and/or --older-than AGE")
+        runs = self.runs()
+        candidates = runs[keep:] if keep is not None else runs
+        if older_than is not None:
+            cutoff = utcnow() - older_than
+            candidates = [r for r in candidates if r.started_at < cutoff]
+        if statuses is not None:
+            candidates = [r for r in candidates if r.status in statuses]
+        doomed = [r for r in candidates if not self.is_live(r)]
+        if doomed and not dry_run:
+            self.store.apply(ChangeSet(run_deletes=[r.run_id for r in doomed]))
+        return doomed
+
+    # -- state ---------------------------------------------------------------------------------------
+    def state(self) -> list[StateEntry]:
+        return self.store.get_state(self.name)
+
+    def reset_state(self, key: str | None = None) -> None:
+        self.store.apply(ChangeSet(state_deletes=[StateDelete(self.name, key)]))
+
+    def close(self) -> None:
+        self.store.close()

@@ -1,0 +1,122 @@
+"""Deciding new-or-resume when a run opens (the caller holds the job's lock).
+
+    --resume-run ID   that run (it must belong to the job; a completed one only with --retry-failed)
+    key=K             the incomplete run for that key, else a new one with that key (daily syncs)
+    --resume          the latest incomplete run, else a new one ("nothing to resume" is said)
+    otherwise         a new run (an incomplete one left behind is named, with how to resume it)
+
+A run found in status ``running`` is resumable at once: we hold the lock, so its holder is dead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from syncpoint import codec
+from syncpoint.errors import AttemptsExhausted, ConfigChanged, UsageError
+from syncpoint.model import RunRecord, RunStatus, utcnow
+from syncpoint.options import RunOptions
+from syncpoint.stores.base import ChangeSet
+
+if TYPE_CHECKING:
+    from syncpoint.job import Job
+
+log = logging.getLogger("syncpoint.run")
+
+RESUMABLE = [s for s in RunStatus if s.resumable]
+
+
+def config_digest(config: dict[str, Any]) -> str:
+    return hashlib.sha256(codec.dumps(config).encode()).hexdigest()[:16]
+
+
+def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted paths of the keys whose values differ (added, removed or changed)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys: list[str] = []
+        for key in sorted(set(old) | set(new), key=str):
+            path = f"{prefix}.{key}" if prefix else str(key)
+            if key not in old or key not in new:
+                keys.append(path)
+            else:
+                keys.extend(changed_keys(old[key], new[key], path))
+        return keys
+    return [] if codec.dumps(old) == codec.dumps(new) else [prefix or "(whole config)"]
+
+
+def choose_run(job: Job, options: RunOptions) -> tuple[RunRecord, bool]:
+    """The run to work on and whether it is a resume. Nothing is written here."""
+    store = job.store
+    if options.resume_run is not None:
+        found = store.get_run(options.resume_run)
+        if found is None or found.job != job.name:
+            raise UsageError(f"no run {options.resume_run} for job {job.name!r}; see --list-runs")
+        if found.status is RunStatus.COMPLETED and not options.retry_failed:
+            raise UsageError(
+                f"run {found.run_id} is completed; nothing to resume (add --retry-failed to retry its failures)"
+            )
+        return _resume(job, options, found), True
+    if options.key is not None and not options.new_run:
+        found = _latest(job, key=options.key)
+        if found is not None:
+            return _resume(job, options, found), True
+        return _new(job, options), False
+    if options.resume:
+        found = _latest(job)
+        if found is not None:
+            return _resume(job, options, found), True
+        log.info("nothing to resume for job %s; starting a new run", job.name)
+        return _new(job, options), False
+    if not options.new_run:
+        left = _latest(job)
+        if left is not None:
+            log.warning(
+                "run %s of job %s is %s; starting a new run (use --resume to continue it)",
+                left.run_id, job.name, left.status.value,
+            )
+    return _new(job, options), False
+
+
+def _latest(job: Job, key: str | None = None) -> RunRecord | None:
+    runs = job.store.list_runs(job.name, statuses=RESUMABLE, key=key, limit=1)
+    return runs[0] if runs else None
+
+
+def _new(job: Job, options: RunOptions) -> RunRecord:
+    from syncpoint.run import new_run_id
+
+    now = utcnow()
+    return RunRecord(
+        run_id=new_run_id(now), job=job.name, key=options.key, status=RunStatus.RUNNING,
+        config=job.config, config_digest=config_digest(job.config), params=dict(options.params),
+        started_at=now, updated_at=now, attempts=1,
+    )
+
+
+def _resume(job: Job, options: RunOptions, found: RunRecord) -> RunRecord:
+    limit = options.max_attempts
+    if limit is not None and found.attempts >= limit:
+        if found.status is not RunStatus.FAILED:
+            job.store.apply(ChangeSet(runs=[replace(found, status=RunStatus.FAILED, updated_at=utcnow(),
+                                                     error=f"used {found.attempts} of {limit} attempts")]))
+        raise AttemptsExhausted(
+            f"run {found.run_id} of job {job.name!r} has used {found.attempts} of {limit} attempts without "
+            "finishing; investigate its errors (syncpoint runs show), then start over with --new-run"
+        )
+    digest = config_digest(job.config)
+    config = found.config
+    if digest != found.config_digest:
+        changed = changed_keys(found.config, job.config)
+        if not options.force:
+            raise ConfigChanged(found.run_id, changed)
+        log.warning("config changed (keys: %s); resuming run %s anyway (--force)", ", ".join(changed),
+                    found.run_id)
+        config = job.config
+    return replace(
+        found, status=RunStatus.RUNNING, config=config, config_digest=config_digest(config),
+        params={**found.params, **options.params}, attempts=found.attempts + 1, updated_at=utcnow(),
+        ended_at=None, exit_code=None, error=None,
+    )
