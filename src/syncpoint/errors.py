@@ -113,7 +113,7 @@ class AttemptsExhausted(SyncpointError):
     pass
 
 
-class Stopped(BaseException):  # noqa: N818 - it is a control-flow signal, not an error
+class Stopped(BaseException):
     """Raised at a safe point to end the run cleanly (signal or budget); the run catches it."""
 
     def __init__(self, reason: str, exit_code: int) -> None:
