@@ -39,6 +39,8 @@ class SignalWatch:
             os.write(2, b"syncpoint: second signal, exiting now; the last committed checkpoint stands\n")
             os._exit(EXIT_SIGINT)
         self.received = signum
+        name = signal.Signals(signum).name.encode()
+        os.write(2, b"syncpoint: " + name + b" received; stopping at the next safe point (again to exit now)\n")
 
     def __enter__(self) -> SignalWatch:
         if threading.current_thread() is threading.main_thread():

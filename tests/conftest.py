@@ -1,0 +1,1 @@
+"""Makes ``tests/`` importable so test modules can ``import helpers``."""

@@ -1,0 +1,278 @@
+"""The run runtime through the public API, in-process, on the embedded stores."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from helpers import EMBEDDED_STORES, store_url
+from jobs.counting_job import source
+
+import syncpoint
+from syncpoint import RunStatus, TaskStatus, codec
+from syncpoint.model import LedgerKind
+
+
+@pytest.fixture(params=EMBEDDED_STORES)
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return store_url(request.param, tmp_path)
+
+
+def make_job(url: str, name: str = "job", config: dict[str, object] | None = None, **kw: object) -> syncpoint.Job:
+    return syncpoint.Job(name, config if config is not None else {"v": 1}, store=url, **kw)  # type: ignore[arg-type]
+
+
+def test_newest_first_watermark_with_ties_neither_loses_nor_repeats(url: str) -> None:
+    """Every interruption lands inside a run of equal timestamps; resume uses the inclusive end filter."""
+    records = source(500, tie=23)
+    job = make_job(url, save_policy=syncpoint.SavePolicy(every_items=10**9, every_pages=10**9))
+    written: list[str] = []
+    for attempt in range(200):
+        with job.run(resume=True, max_items=17) as run:
+            mark = run.task("docs").watermark(syncpoint.NEWEST_FIRST)
+            _, end = mark.bounds()
+            for start in range(0, len(records), 10):  # pages of 10 from the "server"
+                page = [r for r in records if end is None or r[1] <= end][start:start + 10]
+                if not page:
+                    break
+                for record_id, value in page:
+                    run.checkpoint()
+                    if not mark.skip(record_id, value):
+                        written.append(record_id)
+                        mark.advance(record_id, value)
+        if run.exit_code == 0:
+            break
+        assert run.exit_code == 2
+    assert attempt > 20  # it really was interrupted many times
+    assert len(written) == len(set(written)) == 500
+    cursor = job.runs(limit=1)[0]
+    assert cursor.status is RunStatus.COMPLETED
+
+
+def test_boundary_ids_live_in_store_rows_not_in_the_cursor(url: str) -> None:
+    job = make_job(url)
+    same = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    with job.run(max_items=5000) as run:
+        task = run.task("t")
+        mark = task.watermark()
+        for i in range(5000):
+            run.checkpoint()
+            mark.advance(str(i), same)
+    assert run.exit_code == 0  # the budget was reached exactly with the last record: nothing remains
+    stored = job.store.get_tasks(run.run_id)[0]
+    assert len(codec.dumps(stored.cursor)) < 200
+    assert job.store.ledger_counts(run.run_id, "t", LedgerKind.BOUNDARY).ok == 5000
+
+
+def test_explicit_end_wins_over_the_checkpoint(url: str) -> None:
+    job = make_job(url)
+    with job.run(max_items=3) as run:
+        mark = run.task("t").watermark()
+        for i, day in enumerate((5, 4, 3, 2)):
+            run.checkpoint()
+            mark.advance(str(i), datetime(2024, 1, day, tzinfo=timezone.utc))
+    with job.run(resume=True) as run:
+        mark = run.task("t").watermark()
+        assert mark.bounds() == (None, datetime(2024, 1, 3, tzinfo=timezone.utc))
+        override = datetime(2023, 6, 1, tzinfo=timezone.utc)
+        assert mark.bounds(end=override) == (None, override)
+
+
+def test_page_cursor_resumes_from_next_page_and_completed_run_leaves_nothing(
+    url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    job = make_job(url)
+    with job.run(max_seconds=3600) as run, run.task("repo:pulls") as task:
+        pages = task.page_cursor()
+        for page in range(pages.page, 4):
+            pages.done(page, records=100)
+        raise KeyboardInterrupt  # as if Ctrl+C without our handler (not the main thread, say)
+    assert run.exit_code == 130 and run.status is RunStatus.INTERRUPTED
+    with job.run(resume=True) as run:
+        task = run.task("repo:pulls")
+        assert task.page_cursor().page == 4 and task.record.pages == 3 and task.record.records == 300
+    assert run.exit_code == 0
+    with caplog.at_level(logging.INFO, "syncpoint"), job.run(resume=True) as run:
+        assert run.task("repo:pulls").page_cursor().page == 1  # fresh
+    assert "nothing to resume" in caplog.text
+
+
+def test_config_change_is_refused_naming_keys_unless_forced(url: str) -> None:
+    job = make_job(url, config={"org": "a", "year": 2024, "nested": {"x": 1}})
+    with job.run(max_items=1) as run:
+        task = run.task("t")
+        task.item_done("1")
+        run.checkpoint()
+    changed = make_job(url, config={"org": "b", "year": 2024, "nested": {"x": 2}, "extra": True})
+    with pytest.raises(syncpoint.ConfigChanged) as err, changed.run(resume=True):
+        pass
+    assert err.value.exit_code == 64
+    assert "extra, nested.x, org" in str(err.value) and "--force" in str(err.value)
+    assert changed.execute(syncpoint.RunOptions(resume=True), lambda run: None) == 64
+    stored = job.store.get_run(run.run_id)
+    assert stored is not None and stored.config["org"] == "a" and stored.status is RunStatus.PARTIAL
+    with changed.run(resume=True, force=True) as again:
+        assert again.task("t").is_done("1")
+    assert again.record.config["org"] == "b"
+
+
+def test_items_failed_permanent_skipped_retryable_retried_and_retry_failed(url: str) -> None:
+    job = make_job(url)
+    with job.run() as run, run.task("loader") as task:
+        for item in task.iterate(["a", "b", "c", "d"]):
+            if item == "b":
+                task.item_failed(item, "bad record", retryable=False)
+            elif item == "c":
+                task.item_failed(item, ValueError("timeout"), retryable=True)
+            else:
+                task.item_done(item)
+    assert run.exit_code == 0
+    assert sorted(job.store.ledger_failed(run.run_id, "loader"), key=lambda f: f.item_id) == [
+        syncpoint.FailedItem("b", "bad record", False), syncpoint.FailedItem("c", "timeout", True)
+    ]
+    with job.run(resume_run=run.run_id, retry_failed=False) if False else job.run(
+        resume_run=run.run_id, retry_failed=True
+    ) as again, again.task("loader") as task:
+        todo = list(task.iterate(["a", "b", "c", "d"]))
+        assert todo == ["b", "c"]
+        for item in todo:
+            task.item_done(item)
+    record = job.store.get_tasks(run.run_id)[0]
+    assert (record.ok, record.failed) == (4, 0)
+    with pytest.raises(syncpoint.UsageError, match="completed; nothing to resume"), job.run(resume_run=run.run_id):
+        pass
+
+
+def test_task_failures_retryable_resume_and_permanent_need_retry_failed(url: str) -> None:
+    job = make_job(url)
+    with job.run() as run:
+        for task in run.tasks(["r1", "r2", "r3"]):
+            with task.isolated():
+                if task.name == "r1":
+                    raise syncpoint.StoreUnavailable("rate limited")  # no retryable attribute → permanent
+                if task.name == "r2":
+                    err = RuntimeError("503")
+                    err.retryable = True  # type: ignore[attr-defined]
+                    raise err
+    assert run.exit_code == 1 and run.status is RunStatus.FAILED
+    tasks = {t.name: t for t in job.store.get_tasks(run.run_id)}
+    assert tasks["r1"].status is TaskStatus.FAILED and not tasks["r1"].retryable
+    assert tasks["r2"].retryable and tasks["r2"].error == "503"
+    with job.run(resume=True) as again:
+        assert [t.name for t in again.tasks()] == ["r2"]
+    with job.run(resume_run=run.run_id, retry_failed=True) as again:
+        assert [t.name for t in again.tasks()] == ["r1"]  # r2 completed in the resume above
+        assert [t.name for t in again.tasks(start_from="r3")] == []
+        with pytest.raises(syncpoint.UsageError, match="no such task"):
+            list(again.tasks(start_from="nope"))
+
+
+def test_keyed_daily_runs_count_attempts_and_fail_after_max(url: str) -> None:
+    job = make_job(url)
+    codes = []
+    for _ in range(4):
+        with job.run(key="2026-11-23", max_items=2, max_attempts=3) as run:
+            task = run.task("symbols")
+            for symbol in task.iterate([f"S{i}" for i in range(100)]):
+                task.item_done(symbol)
+        codes.append(run.exit_code) if run.exit_code is not None else None
+        if run.exit_code == 1:
+            break
+    assert codes == [2, 2, 1]
+    assert job.runs()[0].attempts == 3 and job.runs()[0].status is RunStatus.FAILED
+    with pytest.raises(syncpoint.AttemptsExhausted), job.run(key="2026-11-23", max_attempts=3):
+        pass
+    with job.run(key="2026-11-24", max_items=50) as run:
+        task = run.task("symbols")
+        for symbol in task.iterate([f"S{i}" for i in range(50)]):
+            task.item_done(symbol)
+    assert run.exit_code == 0  # the batch ended exactly with the last symbol: completed, not partial
+
+
+def test_state_outlives_runs_and_phases_are_remembered(url: str) -> None:
+    job = make_job(url)
+    with job.run() as run:
+        assert run.state.get("last_tweet_id") is None
+        run.state.set("last_tweet_id", "1790000000000000001")
+        run.complete_phase("discovery")
+    with job.run() as run:
+        assert run.state["last_tweet_id"] == "1790000000000000001"
+        assert not run.phase_done("discovery")  # a new run has its own phases
+    with job.run(resume_run=run.run_id, retry_failed=True) as again:
+        assert not again.phase_done("pulls")
+    job.reset_state("last_tweet_id")
+    assert job.state() == []
+
+
+def test_cleanup_keep_and_age_and_delete(url: str) -> None:
+    job = make_job(url)
+    ids = []
+    for _ in range(4):
+        with job.run() as run:
+            pass
+        ids.append(run.run_id)
+    assert [r.run_id for r in job.cleanup(keep=2, dry_run=True)] == [ids[1], ids[0]]
+    assert len(job.runs()) == 4
+    job.cleanup(keep=2)
+    assert [r.run_id for r in job.runs()] == [ids[3], ids[2]]
+    assert job.cleanup(older_than=timedelta(days=1)) == []
+    job.delete_run(ids[2])
+    assert [r.run_id for r in job.runs()] == [ids[3]]
+    with pytest.raises(syncpoint.UsageError):
+        job.delete_run("20240101-000000-abcdef")
+
+
+@pytest.mark.parametrize("bad", ["../x", "", "a/b", "a\x00b", "x" * 200, "name\n", ".hidden"])
+def test_invalid_job_names_are_refused(bad: str, tmp_path: Path) -> None:
+    with pytest.raises(syncpoint.InvalidName) as err:
+        syncpoint.Job(bad, store=f"sqlite:{tmp_path / 'x.db'}")
+    assert err.value.exit_code == 64
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+@pytest.mark.parametrize("bad", ["", "line\nbreak", "nul\x00", "x" * 1001])
+def test_invalid_task_names_and_keys_are_refused(bad: str, url: str) -> None:
+    job = make_job(url)
+    with job.run() as run, pytest.raises(syncpoint.InvalidName):
+        run.task(bad)
+    with pytest.raises(syncpoint.InvalidName):
+        syncpoint.RunOptions(key=bad)
+
+
+@pytest.mark.parametrize("bad", ["2024-02-30", "tomorrow", "99999-01-01", "2024-13-01", ""])
+def test_invalid_dates_are_refused(bad: str) -> None:
+    with pytest.raises(syncpoint.InvalidDate) as err:
+        syncpoint.options.from_flags(end=bad)  # type: ignore[attr-defined]
+    assert err.value.exit_code == 64 and "YYYY-MM-DD" in str(err.value)
+
+
+def test_end_date_means_end_of_that_day() -> None:
+    opts = syncpoint.options.from_flags(end="2024-01-01", start="2023-12-01")  # type: ignore[attr-defined]
+    assert opts.end == datetime(2024, 1, 1, 23, 59, 59, 999999, tzinfo=timezone.utc)
+    assert opts.start == datetime(2023, 12, 1, tzinfo=timezone.utc)
+
+
+def test_non_json_cursor_and_config_are_usage_errors(url: str) -> None:
+    with pytest.raises(syncpoint.UsageError, match="JSON"):
+        make_job(url, config={"when": object()})
+    job = make_job(url)
+    with job.run() as run, pytest.raises(syncpoint.UsageError, match="JSON"):
+        run.task("t").set_cursor({"x": {1, 2}})  # type: ignore[dict-item]
+
+
+def test_corrupt_sqlite_file_is_reported_and_left_untouched(tmp_path: Path) -> None:
+    db = tmp_path / "cp.db"
+    job = make_job(f"sqlite:{db}")
+    with job.run() as run:
+        run.task("t").item_done("1")
+    job.close()
+    garbage = b"this is not a database" * 100
+    db.write_bytes(garbage)
+    for suffix in ("-wal", "-shm"):
+        (tmp_path / f"cp.db{suffix}").unlink(missing_ok=True)
+    with pytest.raises(syncpoint.CorruptState) as err:
+        make_job(f"sqlite:{db}")
+    assert "corrupt" in str(err.value) and str(db) in str(err.value) and "\n" not in str(err.value)
+    assert db.read_bytes() == garbage

@@ -1,0 +1,113 @@
+"""Shared test helpers: running the example job as a real subprocess and talking to it through pipes."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import selectors
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+COUNTING_JOB = ROOT / "tests" / "jobs" / "counting_job.py"
+
+
+def has_jsondir() -> bool:
+    return importlib.util.find_spec("syncpoint.stores.jsondir") is not None
+
+
+EMBEDDED_STORES = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param(
+        "json", id="json",
+        marks=pytest.mark.skipif(not has_jsondir(), reason="JSON-directory store not built yet"),
+    ),
+]
+
+
+def store_url(kind: str, tmp_path: Path) -> str:
+    return f"sqlite:{tmp_path / 'cp' / 'syncpoint.db'}" if kind == "sqlite" else f"json:{tmp_path / 'cp'}"
+
+
+class Child:
+    """A job subprocess whose stdout lines we read with a deadline (no sleeps as synchronisation)."""
+
+    def __init__(self, args: list[str], *, stdin: bool = True, env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, *args],
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, **(env or {})}, cwd=ROOT,
+        )
+        self._sel = selectors.DefaultSelector()
+        assert self.proc.stdout is not None
+        self._sel.register(self.proc.stdout, selectors.EVENT_READ)
+        self.lines: list[str] = []
+        self.err_lines: list[str] = []
+
+    def read_line(self, timeout: float = 30.0) -> str | None:
+        """The next stdout line, or None at end of output; fails the test after ``timeout``."""
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.proc.kill()
+                pytest.fail(f"child printed nothing for {timeout}s; lines so far: {self.lines[-5:]}")
+            if self._sel.select(left):
+                line = self.proc.stdout.readline()
+                if not line:
+                    return None
+                self.lines.append(line.rstrip("\n"))
+                return self.lines[-1]
+
+    def expect(self, prefix: str, timeout: float = 30.0) -> str:
+        while True:
+            line = self.read_line(timeout)
+            if line is None:
+                err = self.finish()[1]
+                pytest.fail(f"child ended before printing {prefix!r}; stderr: {err[-2000:]}")
+            if line.startswith(prefix):
+                return line
+
+    def expect_stderr(self, needle: str, timeout: float = 30.0) -> str:
+        """Read stderr lines until one contains ``needle`` (stdout is not read meanwhile)."""
+        assert self.proc.stderr is not None
+        sel = selectors.DefaultSelector()
+        sel.register(self.proc.stderr, selectors.EVENT_READ)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if sel.select(deadline - time.monotonic()):
+                line = self.proc.stderr.readline()
+                if not line:
+                    break
+                self.err_lines.append(line.rstrip("\n"))
+                if needle in line:
+                    return line
+        self.proc.kill()
+        pytest.fail(f"child never wrote {needle!r} to stderr; got {self.err_lines[-5:]}")
+
+    def send(self, text: str = "go") -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(text + "\n")
+        self.proc.stdin.flush()
+
+    def finish(self, timeout: float = 60.0) -> tuple[int, str]:
+        try:
+            out, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, err = self.proc.communicate()
+            pytest.fail(f"child did not finish in {timeout}s")
+        self.lines.extend(out.splitlines())
+        return self.proc.returncode, "\n".join([*self.err_lines, err])
+
+
+def run_job(args: list[str], timeout: float = 120.0) -> tuple[int, str, str]:
+    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+                          stdin=subprocess.DEVNULL)
+    return proc.returncode, proc.stdout, proc.stderr

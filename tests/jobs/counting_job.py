@@ -1,0 +1,107 @@
+"""A real sync written with the public API, driven by the crash and signal tests as a subprocess.
+
+Source: ``--total`` records, served in pages of ``--page-size``, newest first by a timestamp that many
+records share (runs of ``--tie`` equal values), so page boundaries fall inside runs of equal values.
+Destination: ``--dest``, one line per record written (flushed before the checkpoint sees it).
+
+Modes: ``page`` (page-number cursor), ``items`` (item ledger), ``watermark`` (newest-first watermark with
+an inclusive ``end`` filter, as the DIP API offers). ``--gate`` makes the job wait for a line on stdin
+before each page, so a test can send a signal at an exact point without sleeping.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import datetime, timedelta, timezone
+
+import click
+
+import syncpoint
+
+BASE = datetime(2024, 3, 15, 12, 0, tzinfo=timezone.utc)
+
+
+def source(total: int, tie: int) -> list[tuple[str, datetime]]:
+    """Newest first; ties broken by id descending (as the DIP server does)."""
+    records = [(f"{i:07d}", BASE - timedelta(minutes=i // tie)) for i in range(total)]
+    return sorted(records, key=lambda r: (r[1], r[0]), reverse=True)
+
+
+def say(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+@click.command(cls=syncpoint.Command)
+@click.option("--mode", type=click.Choice(["page", "items", "watermark"]), default="page")
+@click.option("--total", type=int, default=200)
+@click.option("--page-size", type=int, default=10)
+@click.option("--tie", type=int, default=7)
+@click.option("--dest", required=True)
+@click.option("--gate", is_flag=True)
+@click.option("--commit-items", type=int, default=1000)
+@click.option("--job", "job_name", default="counting")
+@click.option("--fail-at", type=int, default=None, help="raise an error when this record is reached")
+@syncpoint.click_options
+def main(mode: str, total: int, page_size: int, tie: int, dest: str, gate: bool, commit_items: int,
+         job_name: str, fail_at: int | None, sync: syncpoint.RunOptions) -> None:
+    policy = syncpoint.SavePolicy(every_items=commit_items, every_pages=1, every_seconds=3600)
+    job = syncpoint.Job.from_options(job_name, {"mode": mode, "total": total, "tie": tie}, sync,
+                                     save_policy=policy)
+    records = source(total, tie)
+
+    def body(run: syncpoint.Run) -> None:
+        say(f"READY {run.run_id} {os.getpid()}")
+        task = run.task(mode)
+        with open(dest, "a", encoding="utf-8") as out:
+            def write(record_id: str) -> None:
+                if fail_at is not None and int(record_id) == fail_at:
+                    raise RuntimeError(f"record {record_id} is broken")
+                out.write(record_id + "\n")
+                out.flush()
+
+            def wait() -> None:
+                if gate:
+                    sys.stdin.readline()
+
+            if mode == "page":
+                pages = task.page_cursor(first=0)
+                for page in range(pages.page, (total + page_size - 1) // page_size):
+                    wait()
+                    run.checkpoint()
+                    for record_id, _ in records[page * page_size:(page + 1) * page_size]:
+                        write(record_id)
+                    pages.done(page, records=page_size)
+                    say(f"PAGE {page}")
+            elif mode == "items":
+                ids = [r[0] for r in records]
+                for start in range(0, total, page_size):
+                    wait()
+                    fresh = 0
+                    for record_id in task.iterate(ids[start:start + page_size]):
+                        write(record_id)
+                        task.item_done(record_id)
+                        fresh += 1
+                    if fresh:  # pages skipped whole on resume are not news
+                        say(f"PAGE {start // page_size}")
+            else:
+                mark = task.watermark(syncpoint.NEWEST_FIRST)
+                _, end = mark.bounds(end=sync.end)
+                todo = [r for r in records if end is None or r[1] <= end]
+                for start in range(0, len(todo), page_size):
+                    wait()
+                    run.checkpoint()
+                    for record_id, value in todo[start:start + page_size]:
+                        if mark.skip(record_id, value):
+                            continue
+                        write(record_id)
+                        mark.advance(record_id, value)
+                    say(f"PAGE {start // page_size}")
+        say("DONE")
+
+    raise SystemExit(job.execute(sync, body))
+
+
+if __name__ == "__main__":
+    main()
