@@ -28,38 +28,60 @@ class Task:
 
     def __init__(self, run: Run, record: TaskRecord) -> None:
         self.run = run
-        self.record = record
+        self._base = record
+        # The per-item hot fields live here and are folded into the record only when it is read: a
+        # frozen-dataclass copy per item would cost more than the ledger write itself.
+        self._ok, self._failed = record.ok, record.failed
+        self._pages, self._records, self._cursor = record.pages, record.records, record.cursor
+        self._stale = False
         self._pending: dict[LedgerKind, dict[str, LedgerEntry]] = {k: {} for k in LedgerKind}
+        self._pending_items = self._pending[LedgerKind.ITEMS]
         self._cleared: set[LedgerKind] = set()
         self._retrying: set[str] = set()
+
+    @property
+    def record(self) -> TaskRecord:
+        """The task as the store will see it at the next commit."""
+        if self._stale:
+            self._base = dataclasses.replace(
+                self._base, ok=self._ok, failed=self._failed, pages=self._pages, records=self._records,
+                cursor=self._cursor, updated_at=utcnow(),
+            )
+            self._stale = False
+        return self._base
 
     # -- plain properties ----------------------------------------------------------------------------
     @property
     def name(self) -> str:
-        return self.record.name
+        return self._base.name
 
     @property
     def status(self) -> TaskStatus:
-        return self.record.status
+        return self._base.status
 
     @property
     def cursor(self) -> JSON:
-        return self.record.cursor
+        return self._cursor
 
     @property
     def done(self) -> bool:
-        return self.record.status is TaskStatus.COMPLETE
+        return self._base.status is TaskStatus.COMPLETE
 
     def _update(self, **changes: Any) -> None:
-        self.record = dataclasses.replace(self.record, updated_at=utcnow(), **changes)
+        self._base = dataclasses.replace(self.record, updated_at=utcnow(), **changes)
         self.run._mark_dirty(self)
+
+    def _touch(self) -> None:
+        if not self._stale:
+            self._stale = True
+            self.run._dirty[self._base.name] = self
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def start(self) -> None:
-        if self.record.status is not TaskStatus.IN_PROGRESS:
+        if self._base.status is not TaskStatus.IN_PROGRESS:
             self._update(
                 status=TaskStatus.IN_PROGRESS, error=None, retryable=False,
-                started_at=self.record.started_at or utcnow(), completed_at=None,
+                started_at=self._base.started_at or utcnow(), completed_at=None,
             )
 
     def complete(self) -> None:
@@ -110,9 +132,12 @@ class Task:
 
     def _progress(self, cursor: JSON, *, pages: int, records: int, items: int) -> None:
         self.run._check_json(cursor, "cursor")
-        if self.record.status is TaskStatus.PENDING:
+        if self._base.status is TaskStatus.PENDING:
             self.start()
-        self._update(cursor=cursor, pages=self.record.pages + pages, records=self.record.records + records)
+        self._cursor = cursor
+        self._pages += pages
+        self._records += records
+        self._touch()
         self.run._after_progress(items=items, pages=pages)
 
     def page_cursor(self, first: int = 1) -> PageCursor:
@@ -138,30 +163,34 @@ class Task:
     # -- the item ledger -----------------------------------------------------------------------------
     def item_done(self, item_id: str) -> None:
         """Record one item as processed. A safe point: a pending stop takes effect after this."""
-        self._record_item(LedgerEntry(self.run.run_id, self.name, item_id, ok=True))
+        self._record_item(LedgerEntry(self.run.run_id, self._base.name, self.run._check_item_id(item_id), True))
 
     def item_failed(self, item_id: str, error: BaseException | str, *, retryable: bool | None = None) -> None:
         """Record one item as failed (kept, with its error, for ``--retry-failed`` and ``runs show``)."""
         if retryable is None:
             retryable = bool(getattr(error, "retryable", False))
         message = error if isinstance(error, str) else (str(error) or type(error).__name__)
+        item_id = self.run._check_item_id(item_id)
         self._record_item(LedgerEntry(self.run.run_id, self.name, item_id, False, message, retryable))
 
     def _record_item(self, entry: LedgerEntry) -> None:
-        item_id = self.run._check_item_id(entry.item_id)
-        entry = dataclasses.replace(entry, item_id=item_id)
-        if self.record.status is TaskStatus.PENDING:
+        if self._base.status is not TaskStatus.IN_PROGRESS:
             self.start()
-        pending = self._pending[LedgerKind.ITEMS]
-        previous = pending.get(item_id)
-        ok, failed = self.record.ok, self.record.failed
+        pending = self._pending_items
+        previous = pending.get(entry.item_id)
         if previous is not None:
-            ok, failed = (ok - 1, failed) if previous.ok else (ok, failed - 1)
-        elif item_id in self._retrying:
-            failed -= 1
-        ok, failed = (ok + 1, failed) if entry.ok else (ok, failed + 1)
-        pending[item_id] = entry
-        self._update(ok=ok, failed=failed)
+            if previous.ok:
+                self._ok -= 1
+            else:
+                self._failed -= 1
+        elif entry.item_id in self._retrying:
+            self._failed -= 1
+        if entry.ok:
+            self._ok += 1
+        else:
+            self._failed += 1
+        pending[entry.item_id] = entry
+        self._touch()
         self.run._after_progress(items=1, pages=0)
 
     def is_done(self, item_id: str) -> bool:
@@ -224,11 +253,12 @@ class Task:
     def _committed(self) -> None:
         for kind in LedgerKind:
             self._pending[kind] = {}
+        self._pending_items = self._pending[LedgerKind.ITEMS]
         self._cleared.clear()
         self._retrying.clear()
 
     def _reset_boundary(self) -> None:
-        self._pending[LedgerKind.BOUNDARY] = {}
+        self._pending[LedgerKind.BOUNDARY].clear()
         self._cleared.add(LedgerKind.BOUNDARY)
 
     def _add_boundary(self, item_id: str) -> None:
