@@ -289,6 +289,19 @@ class Run:
         """Commit buffered progress now."""
         self._commit()
 
+    def sleep(self, seconds: float) -> None:
+        """Sleep, but wake within a fifth of a second when a stop is requested (rate-limit waits).
+
+        Hand this to HTTP helpers as their sleep function: a plain ``time.sleep`` keeps sleeping after the
+        first Ctrl+C (the handler only sets a flag), so a 15-minute rate-limit wait would ignore it.
+        """
+        deadline = time.monotonic() + max(0.0, seconds)
+        while self._signals.received is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, 0.2))
+
     def _stop_reason(self) -> tuple[str, int] | None:
         if self._signals.received is not None:
             return f"stopped by {self._signals.name}", exit_code_for(self._signals.received)

@@ -1,0 +1,1 @@
+"""Local stand-ins for the APIs syncpoint grew from, for tests and ``syncpoint demo``."""
