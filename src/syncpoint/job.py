@@ -59,7 +59,13 @@ class Job:
         """Do what the standard flags ask (``--list-runs``, ``--cleanup``, or run ``body``); the exit code.
 
         Errors a user can cause end as one log line and their documented exit code, never a traceback.
+        Logging is set up (``--log-format``) unless the program configured it; progress is reported
+        around ``body`` as ``--progress``/``--no-progress`` say (see ``syncpoint.progress``).
         """
+        from syncpoint.logs import ensure_logging
+        from syncpoint.progress import track
+
+        ensure_logging(options.log_format)
         try:
             if options.list_runs:
                 from syncpoint.report import print_runs
@@ -70,7 +76,7 @@ class Job:
                 removed = self.cleanup(keep=options.keep)
                 log.info("removed %d run(s) of job %s", len(removed), self.name)
                 return 0
-            with self.run(options) as run:
+            with self.run(options) as run, track(run, options):
                 body(run)
             assert run.exit_code is not None
             return run.exit_code

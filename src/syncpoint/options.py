@@ -2,7 +2,7 @@
 
     --resume  --resume-run ID  --new-run  --start DATE  --end DATE  --checkpoint-dir DIR  --store URL
     --retry-failed  --from TASK  --max-items N  --max-seconds S  --max-attempts N  --force
-    --list-runs  --cleanup [--keep N]
+    --list-runs  --cleanup [--keep N]  --progress/--no-progress  --progress-interval S  --log-format text|json
 
 Both front ends produce the same ``RunOptions``; ``Job.execute`` acts on it.
 """
@@ -46,6 +46,9 @@ class RunOptions:
     list_runs: bool = False
     cleanup: bool = False
     keep: int = 5
+    progress: bool | None = None  # None: live display on a terminal, periodic log lines otherwise
+    progress_interval: float | None = None  # seconds between progress log lines (default 10)
+    log_format: str | None = None  # "text" or "json"; used when the program configured no logging
 
     def __post_init__(self) -> None:
         chosen = [n for n, v in (("--resume", self.resume), ("--resume-run", self.resume_run),
@@ -62,6 +65,10 @@ class RunOptions:
                             ("--max-seconds", self.max_seconds)):
             if value is not None and (isinstance(value, bool) or value <= 0):
                 raise UsageError(f"{name} must be a positive number, got {value!r}")
+        if self.progress_interval is not None and not self.progress_interval > 0:
+            raise UsageError(f"--progress-interval must be a positive number, got {self.progress_interval!r}")
+        if self.log_format is not None and self.log_format not in ("text", "json"):
+            raise UsageError(f"--log-format must be text or json, got {self.log_format!r}")
         if self.keep < 0:
             raise UsageError(f"--keep must be zero or more, got {self.keep}")
         if self.start and self.end and self.start > self.end:
@@ -91,6 +98,9 @@ def from_flags(**flags: Any) -> RunOptions:
         list_runs=bool(flags.get("list_runs")),
         cleanup=bool(flags.get("cleanup")),
         keep=5 if flags.get("keep") is None else int(flags["keep"]),
+        progress=flags.get("progress"),
+        progress_interval=flags.get("progress_interval"),
+        log_format=flags.get("log_format"),
     )
 
 
@@ -111,6 +121,10 @@ _FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--list-runs", {"is_flag": True, "help": "List this job's runs and exit."}),
     ("--cleanup", {"is_flag": True, "help": "Delete old finished runs and exit (see --keep)."}),
     ("--keep", {"type": int, "metavar": "N", "help": "With --cleanup: runs to keep (default 5)."}),
+    ("--progress/--no-progress", {"dest": "progress", "negatable": True,
+                                  "help": "Show progress (default: live on a terminal, log lines otherwise)."}),
+    ("--progress-interval", {"type": float, "metavar": "S", "help": "Seconds between progress log lines (10)."}),
+    ("--log-format", {"metavar": "text|json", "help": "Log lines as text (default) or one JSON object each."}),
 ]
 
 
@@ -129,6 +143,7 @@ def click_options(func: F) -> F:
 
     for flag, spec in reversed(_FLAGS):
         spec = dict(spec)
+        spec.pop("negatable", None)
         dest = spec.pop("dest", None)
         decls = [flag, dest] if dest else [flag]
         wrapper = click.option(*decls, default=None, show_default=False, **spec)(wrapper)
@@ -144,6 +159,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("syncpoint")
     for flag, spec in _FLAGS:
         kwargs: dict[str, Any] = {"help": spec["help"]}
+        if spec.get("negatable"):
+            yes, no = flag.split("/")
+            group.add_argument(yes, dest=spec["dest"], action="store_const", const=True, **kwargs)
+            group.add_argument(no, dest=spec["dest"], action="store_const", const=False, help=argparse.SUPPRESS)
+            continue
         if spec.get("is_flag"):
             kwargs["action"] = "store_true"
         else:

@@ -1,45 +1,309 @@
-"""Human-readable views of runs (tables), shared by ``--list-runs`` and the ``syncpoint`` command."""
+"""Views of runs for people (rich tables) and scripts (JSON dicts): one place, used by ``--list-runs``,
+``syncpoint runs list|show`` and ``syncpoint status``.
+
+Every view is computed once as a plain summary (``RunSummary``, ``RunDetail``, ``LiveRun``) and then
+rendered either as a table or as a JSON-ready dict, so the two never disagree. The JSON shapes are
+``codec.run_to_dict`` / ``task_to_dict`` / ``phase_to_dict`` plus the computed fields documented in
+docs/CLI.md.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import islice
+from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.table import Table
+from rich.text import Text
 
-from syncpoint.model import RunRecord, TaskStatus
+from syncpoint import codec
+from syncpoint.errors import LockHolder
+from syncpoint.model import FailedItem, PhaseRecord, RunRecord, RunStatus, TaskRecord, TaskStatus, utcnow
+from syncpoint.stores import mask_url
 from syncpoint.stores.base import Store
 
+RUN_COLUMNS = ("run", "job", "key", "status", "started", "ended", "duration", "tasks", "items ok/failed",
+               "attempts")
 
+
+# -- formatting ---------------------------------------------------------------------------------------------
 def short_time(value: datetime | None) -> str:
     return "" if value is None else value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
-def duration(run: RunRecord) -> str:
-    end = run.ended_at or run.updated_at
-    seconds = int((end - run.started_at).total_seconds())
+def clock(seconds: float) -> str:
+    seconds = int(seconds)
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def runs_table(store: Store, runs: list[RunRecord]) -> Table:
-    table = Table(title=f"runs in {store.location}", title_justify="left")
-    for column in ("run", "job", "key", "status", "started", "ended", "duration", "tasks", "items ok/failed",
-                   "attempts"):
-        table.add_column(column)
-    for run in runs:
-        tasks = store.get_tasks(run.run_id)
-        done = sum(t.status is TaskStatus.COMPLETE for t in tasks)
-        ok = sum(t.ok for t in tasks)
-        failed = sum(t.failed for t in tasks)
-        table.add_row(
-            run.run_id, run.job, run.key or "", run.status.value, short_time(run.started_at),
-            short_time(run.ended_at), duration(run), f"{done}/{len(tasks)}", f"{ok}/{failed}",
-            str(run.attempts),
+def duration_seconds(run: RunRecord) -> float:
+    """Wall time of the run: to its end, or (still running) to its last commit."""
+    end = run.ended_at or run.updated_at
+    return max(0.0, (end - run.started_at).total_seconds())
+
+
+def duration(run: RunRecord) -> str:
+    return clock(duration_seconds(run))
+
+
+def short_json(value: object, width: int = 60) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+# -- one run, summarised --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunSummary:
+    run: RunRecord
+    tasks: list[TaskRecord]
+
+    @property
+    def tasks_done(self) -> int:
+        return sum(t.status is TaskStatus.COMPLETE for t in self.tasks)
+
+    @property
+    def ok(self) -> int:
+        return sum(t.ok for t in self.tasks)
+
+    @property
+    def failed(self) -> int:
+        return sum(t.failed for t in self.tasks)
+
+    @property
+    def records(self) -> int:
+        return sum(t.records for t in self.tasks)
+
+    @property
+    def pages(self) -> int:
+        return sum(t.pages for t in self.tasks)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **codec.run_to_dict(self.run),
+            "duration_seconds": round(duration_seconds(self.run), 3),
+            "tasks_done": self.tasks_done,
+            "tasks_total": len(self.tasks),
+            "items_ok": self.ok,
+            "items_failed": self.failed,
+            "records": self.records,
+            "pages": self.pages,
+        }
+
+    def row(self) -> tuple[str, ...]:
+        return (
+            self.run.run_id, self.run.job, self.run.key or "", self.run.status.value, short_time(self.run.started_at),
+            short_time(self.run.ended_at), duration(self.run), f"{self.tasks_done}/{len(self.tasks)}",
+            f"{self.ok}/{self.failed}", str(self.run.attempts),
         )
+
+
+def summarize(store: Store, run: RunRecord) -> RunSummary:
+    return RunSummary(run, store.get_tasks(run.run_id))
+
+
+def runs_table(store: Store, runs: Iterable[RunRecord | RunSummary]) -> Table:
+    table = Table(title=f"runs in {mask_url(store.location)}", title_justify="left")
+    for column in RUN_COLUMNS:
+        table.add_column(column, no_wrap=column in ("run", "started", "ended"))
+    for item in runs:
+        summary = item if isinstance(item, RunSummary) else summarize(store, item)
+        table.add_row(*summary.row(), style=_status_style(summary.run.status))
     return table
 
 
 def print_runs(store: Store, runs: list[RunRecord], console: Console | None = None) -> None:
     (console or Console()).print(runs_table(store, runs))
+
+
+def _status_style(status: RunStatus) -> str:
+    return {RunStatus.FAILED: "red", RunStatus.RUNNING: "cyan", RunStatus.COMPLETED: ""}.get(status, "yellow")
+
+
+# -- one run in detail --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunDetail:
+    summary: RunSummary
+    phases: list[PhaseRecord]
+    failed_items: dict[str, list[FailedItem]]  # first N per task that has failed items
+    more_failed: dict[str, bool]
+    location: str
+    lock: LockHolder | None
+
+    @property
+    def run(self) -> RunRecord:
+        return self.summary.run
+
+    @property
+    def retryable(self) -> bool | None:
+        """Whether resuming may fix the run: None when there is nothing to fix."""
+        failed = [t for t in self.summary.tasks if t.status is TaskStatus.FAILED]
+        if failed:
+            return any(t.retryable for t in failed)
+        return None if self.run.status is RunStatus.COMPLETED else self.run.status.resumable
+
+    def to_dict(self) -> dict[str, Any]:
+        tasks = []
+        for task in self.summary.tasks:
+            data = codec.task_to_dict(task)
+            items = self.failed_items.get(task.name, [])
+            data["failed_items"] = [
+                {"item_id": i.item_id, "error": i.error, "retryable": i.retryable} for i in items
+            ]
+            data["failed_items_truncated"] = self.more_failed.get(task.name, False)
+            tasks.append(data)
+        return {
+            "run": self.summary.to_dict(),
+            "location": self.location,
+            "live": self.lock is not None and self.run.status is RunStatus.RUNNING,
+            "error": {"message": self.run.error, "retryable": self.retryable},
+            "tasks": tasks,
+            "phases": [codec.phase_to_dict(p) for p in self.phases],
+        }
+
+    def render(self) -> RenderableType:
+        run = self.run
+        head = Table.grid(padding=(0, 2))
+        head.add_column(style="bold")
+        head.add_column()
+        rows: list[tuple[str, str]] = [
+            ("run", run.run_id), ("job", run.job), ("key", run.key or "-"), ("status", run.status.value),
+            ("live", _live_text(self.lock, run)), ("started", short_time(run.started_at)),
+            ("updated", short_time(run.updated_at)), ("ended", short_time(run.ended_at) or "-"),
+            ("duration", duration(run)), ("attempts", str(run.attempts)),
+            ("exit code", "-" if run.exit_code is None else str(run.exit_code)),
+            ("tasks", f"{self.summary.tasks_done}/{len(self.summary.tasks)} done"),
+            ("items", f"{self.summary.ok} ok, {self.summary.failed} failed"),
+            ("records", f"{self.summary.records} in {self.summary.pages} pages"),
+            ("error", _run_error_text(run, self.retryable)), ("config digest", run.config_digest),
+            ("config", short_json(run.config, 200)), ("params", short_json(run.params, 200)),
+            ("checkpoints", self.location),
+        ]
+        for name, value in rows:
+            head.add_row(name, Text(value))
+        parts: list[RenderableType] = [head, self._tasks_table()]
+        if self.phases:
+            phases = Table(title="phases", title_justify="left")
+            for column in ("phase", "done at"):
+                phases.add_column(column)
+            for p in self.phases:
+                phases.add_row(p.name, short_time(p.completed_at) or "not done")
+            parts.append(phases)
+        if self.failed_items:
+            parts.append(self._failed_table())
+        return Group(*parts)
+
+    def _tasks_table(self) -> Table:
+        table = Table(title="tasks", title_justify="left")
+        for column in ("task", "status", "cursor", "pages", "records", "ok/failed", "total", "updated", "error"):
+            table.add_column(column, overflow="fold")
+        for t in self.summary.tasks:
+            error = _error_text(t.error, t.retryable) if t.error else ""
+            table.add_row(
+                t.name, t.status.value, short_json(t.cursor, 40), str(t.pages), str(t.records),
+                f"{t.ok}/{t.failed}", "" if t.total is None else str(t.total), short_time(t.updated_at), error,
+                style="red" if t.status is TaskStatus.FAILED else None,
+            )
+        return table
+
+    def _failed_table(self) -> Table:
+        table = Table(title="failed items", title_justify="left")
+        for column in ("task", "item", "retryable", "error"):
+            table.add_column(column, overflow="fold")
+        for task, items in self.failed_items.items():
+            for item in items:
+                table.add_row(task, item.item_id, "yes" if item.retryable else "no", item.error or "")
+            if self.more_failed.get(task):
+                table.add_row(task, "…", "", "more not shown (see --failed N)")
+        return table
+
+
+def run_detail(store: Store, run: RunRecord, failed_limit: int = 20) -> RunDetail:
+    summary = summarize(store, run)
+    items: dict[str, list[FailedItem]] = {}
+    more: dict[str, bool] = {}
+    for task in summary.tasks:
+        if task.failed and failed_limit > 0:
+            found = list(islice(store.ledger_failed(run.run_id, task.name), failed_limit + 1))
+            items[task.name] = found[:failed_limit]
+            more[task.name] = len(found) > failed_limit
+    holder = store.lock_holder(run.job) if run.status is RunStatus.RUNNING else None
+    return RunDetail(summary, store.get_phases(run.run_id), items, more, mask_url(store.location), holder)
+
+
+def _error_text(error: str | None, retryable: bool | None) -> str:
+    if not error:
+        return "-"
+    return f"{error} ({'retryable' if retryable else 'not retryable'})" if retryable is not None else error
+
+
+def _run_error_text(run: RunRecord, retryable: bool | None) -> str:
+    if not run.error:
+        return "-"
+    if run.status in (RunStatus.INTERRUPTED, RunStatus.PARTIAL):
+        return f"{run.error} (resume to continue)"
+    return _error_text(run.error, retryable)
+
+
+def _live_text(lock: LockHolder | None, run: RunRecord) -> str:
+    if run.status is not RunStatus.RUNNING:
+        return "no"
+    if lock is None:
+        return "no — its process is gone; resume it with --resume"
+    return f"yes — {lock.describe()}"
+
+
+# -- what is running now ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LiveRun:
+    summary: RunSummary
+    lock: LockHolder | None
+    current: list[TaskRecord] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        lock = None if self.lock is None else {k: v for k, v in self.lock.__dict__.items()}
+        return {
+            **self.summary.to_dict(),
+            "live": self.lock is not None,
+            "lock": lock,
+            "seconds_since_update": round((utcnow() - self.summary.run.updated_at).total_seconds(), 3),
+            "current": [
+                {"task": t.name, "cursor": t.cursor, "records": t.records, "ok": t.ok, "failed": t.failed,
+                 "total": t.total, "updated_at": codec.ts(t.updated_at)}
+                for t in self.current
+            ],
+        }
+
+
+def running_runs(store: Store, job: str | None = None) -> list[LiveRun]:
+    found = []
+    for run in store.list_runs(job, statuses=[RunStatus.RUNNING]):
+        summary = summarize(store, run)
+        current = [t for t in summary.tasks if t.status is TaskStatus.IN_PROGRESS]
+        current.sort(key=lambda t: t.updated_at or run.started_at, reverse=True)
+        found.append(LiveRun(summary, store.lock_holder(run.job), current))
+    return found
+
+
+def status_table(store: Store, runs: list[LiveRun]) -> Table:
+    table = Table(title=f"running in {mask_url(store.location)}", title_justify="left")
+    for column in ("run", "job", "tasks", "items ok/failed", "records", "current task", "cursor", "updated",
+                   "live"):
+        table.add_column(column, overflow="fold")
+    for live in runs:
+        s = live.summary
+        total = sum(t.total or 0 for t in s.tasks)
+        records = f"{s.records}" + (f" of {total}" if total and all(t.total for t in s.tasks) else "")
+        task = live.current[0] if live.current else None
+        table.add_row(
+            s.run.run_id, s.run.job, f"{s.tasks_done}/{len(s.tasks)}", f"{s.ok}/{s.failed}", records,
+            task.name if task else "", short_json(task.cursor, 40) if task else "", short_time(s.run.updated_at),
+            f"yes (pid {live.lock.pid} on {live.lock.host})" if live.lock else "no — stale, resume it",
+            style=None if live.lock else "yellow",
+        )
+    return table

@@ -245,7 +245,7 @@ class Run:
                 self.task(name)
         retry = self.options.retry_failed if retry_failed is None else retry_failed
         start = self.options.start_from if start_from is None else start_from
-        order = sorted(self._tasks.values(), key=lambda t: t.record.position)
+        order = sorted(self._tasks.values(), key=lambda t: t._base.position)
         if start is not None:
             index = next((i for i, t in enumerate(order) if t.name == start), None)
             if index is None:
@@ -261,7 +261,11 @@ class Run:
             yield task
 
     def all_tasks(self) -> list[Task]:
-        return sorted(self._tasks.values(), key=lambda t: t.record.position)
+        return sorted(list(self._tasks.values()), key=lambda t: t._base.position)
+
+    def task_snapshots(self) -> list[TaskRecord]:
+        """Every task's progress right now, in order; read-only, safe from a progress thread."""
+        return [task.snapshot() for task in self.all_tasks()]
 
     def phase_done(self, name: str) -> bool:
         phase = self._phases.get(name)
@@ -367,7 +371,7 @@ class Run:
         changes.runs.append(self.record)
         dirty = list(self._dirty.values())
         for task in dirty:
-            changes.tasks.append(task.record)
+            changes.tasks.append(task._fold())
             clears, entries = task._take_changes()
             changes.ledger_clears.extend(LedgerClear(self.run_id, task.name, kind) for kind in clears)
             changes.ledger.extend(entries)

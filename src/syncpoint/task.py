@@ -41,13 +41,23 @@ class Task:
 
     @property
     def record(self) -> TaskRecord:
-        """The task as the store will see it at the next commit."""
-        if self._stale:
-            self._base = dataclasses.replace(
-                self._base, ok=self._ok, failed=self._failed, pages=self._pages, records=self._records,
-                cursor=self._cursor, updated_at=utcnow(),
-            )
-            self._stale = False
+        """The task as the store will see it at the next commit. Read-only: safe from another thread."""
+        base = self._base
+        if not self._stale:
+            return base
+        return dataclasses.replace(
+            base, ok=self._ok, failed=self._failed, pages=self._pages, records=self._records,
+            cursor=self._cursor, updated_at=utcnow(),
+        )
+
+    def snapshot(self) -> TaskRecord:
+        """The task's progress right now (same as ``record``), for progress displays in other threads."""
+        return self.record
+
+    def _fold(self) -> TaskRecord:
+        """Fold the hot counters into the stored base record (the run's own thread only)."""
+        self._base = self.record
+        self._stale = False
         return self._base
 
     # -- plain properties ----------------------------------------------------------------------------
@@ -68,7 +78,7 @@ class Task:
         return self._base.status is TaskStatus.COMPLETE
 
     def _update(self, **changes: Any) -> None:
-        self._base = dataclasses.replace(self.record, updated_at=utcnow(), **changes)
+        self._base = dataclasses.replace(self._fold(), updated_at=utcnow(), **changes)
         self.run._mark_dirty(self)
 
     def _touch(self) -> None:

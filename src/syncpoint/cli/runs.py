@@ -1,0 +1,132 @@
+"""``syncpoint runs list|show|delete|cleanup``: run history and retention."""
+
+from __future__ import annotations
+
+import click
+
+from syncpoint import codec
+from syncpoint.cli.common import CliContext, check_job, confirm, console, emit_json, find_run, json_option, pass_cli
+from syncpoint.dates import parse_duration
+from syncpoint.errors import JobLocked, LockHolder, UsageError
+from syncpoint.job import Job
+from syncpoint.model import RunRecord, RunStatus
+from syncpoint.report import run_detail, runs_table, summarize
+from syncpoint.stores import mask_url
+
+STATUS_CHOICE = click.Choice([s.value for s in RunStatus])
+
+
+class RunLocked(JobLocked):
+    """The run is being worked on by a live process: exit 75, like any locked job."""
+
+    def __init__(self, run: RunRecord, holder: LockHolder | None, action: str) -> None:
+        super().__init__(run.job, holder)
+        who = holder.describe() if holder else "another process"
+        self.message = (
+            f"run {run.run_id} of job {run.job!r} is running in a live process ({who}); not {action}: "
+            "stop that process first (Ctrl+C or SIGTERM; its lock is released when it exits)"
+        )
+
+
+@click.group()
+def runs() -> None:
+    """List, inspect, delete and clean up runs."""
+
+
+@runs.command("list")
+@click.option("--job", "-j", metavar="JOB", help="Only this job's runs.")
+@click.option("--status", "-s", "statuses", type=STATUS_CHOICE, multiple=True,
+              help="Only runs in this status (repeatable).")
+@click.option("--key", metavar="KEY", help="Only runs with this key.")
+@click.option("--limit", "-n", type=click.IntRange(min=0), default=20, show_default=True,
+              help="At most N runs, newest first (0: all).")
+@json_option
+@pass_cli
+def list_runs(cli: CliContext, job: str | None, statuses: tuple[str, ...], key: str | None, limit: int,
+              as_json: bool) -> None:
+    """List runs, newest first: ID, job, key, status, times, tasks done/total, items ok/failed, attempts."""
+    store = cli.store()
+    if job is not None:
+        check_job(store, job)
+    found = store.list_runs(
+        job, statuses=[RunStatus(s) for s in statuses] or None, key=key, limit=limit or None
+    )
+    summaries = [summarize(store, run) for run in found]
+    if as_json:
+        emit_json([s.to_dict() for s in summaries])
+    elif not summaries:
+        click.echo(f"no runs in {mask_url(store.location)}" + (f" for job {job!r}" if job else ""))
+    else:
+        console().print(runs_table(store, summaries))
+
+
+@runs.command("show")
+@click.argument("run_id", metavar="RUN")
+@click.option("--failed", "failed_limit", type=click.IntRange(min=0), default=20, show_default=True,
+              metavar="N", help="Show the first N failed items of each task.")
+@json_option
+@pass_cli
+def show_run(cli: CliContext, run_id: str, failed_limit: int, as_json: bool) -> None:
+    """Show one run: config, params, tasks and cursors, counters, errors, failed items, phases."""
+    store = cli.store()
+    detail = run_detail(store, find_run(store, run_id), failed_limit)
+    if as_json:
+        emit_json(detail.to_dict())
+    else:
+        console().print(detail.render())
+
+
+@runs.command("delete")
+@click.argument("run_id", metavar="RUN")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@pass_cli
+def delete_run(cli: CliContext, run_id: str, yes: bool) -> None:
+    """Delete one run with its tasks, phases and ledgers. A run that a live process works on is refused."""
+    store = cli.store()
+    run = find_run(store, run_id)
+    job = Job(run.job, store=store)
+    if job.is_live(run):
+        raise RunLocked(run, store.lock_holder(run.job), "deleted")
+    summary = summarize(store, run)
+    question = (f"delete run {run.run_id} of job {run.job!r} ({run.status.value}, "
+                f"{summary.tasks_done}/{len(summary.tasks)} tasks, {summary.ok + summary.failed} items)?")
+    if not confirm(question, yes):
+        raise click.exceptions.Exit(_declined())
+    job.delete_run(run_id)
+    click.echo(f"deleted run {run_id} of job {run.job!r}")
+
+
+def _declined() -> int:
+    click.echo("syncpoint: nothing deleted", err=True)
+    return 1
+
+
+@runs.command("cleanup")
+@click.option("--job", "-j", "jobs", metavar="JOB", multiple=True, help="Only this job (repeatable; default all).")
+@click.option("--keep", type=click.IntRange(min=0), metavar="N", help="Keep the N newest runs of each job.")
+@click.option("--older-than", metavar="AGE", help="Only runs started more than AGE ago (90s, 12h, 30d, 2w).")
+@click.option("--status", "-s", "statuses", type=STATUS_CHOICE, multiple=True,
+              help="Only runs in this status (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Show what would be deleted; delete nothing.")
+@json_option
+@pass_cli
+def cleanup(cli: CliContext, jobs: tuple[str, ...], keep: int | None, older_than: str | None,
+            statuses: tuple[str, ...], dry_run: bool, as_json: bool) -> None:
+    """Delete old runs: beyond the --keep newest and/or older than --older-than. Never a running run."""
+    age = parse_duration(older_than, what="--older-than") if older_than is not None else None
+    if keep is None and age is None:
+        raise UsageError("runs cleanup needs --keep N and/or --older-than AGE")
+    store = cli.store()
+    names = [check_job(store, j) for j in jobs] if jobs else store.list_jobs()
+    chosen = [RunStatus(s) for s in statuses] or None
+    removed: list[RunRecord] = []
+    for name in names:
+        removed += Job(name, store=store).cleanup(keep=keep, older_than=age, statuses=chosen, dry_run=dry_run)
+    if as_json:
+        emit_json({"dry_run": dry_run, "removed": [codec.run_to_dict(r) for r in removed]})
+        return
+    verb = "would delete" if dry_run else "deleted"
+    for run in removed:
+        started = f"{run.started_at:%Y-%m-%d}"
+        click.echo(f"{verb} run {run.run_id} of job {run.job!r} ({run.status.value}, started {started})")
+    click.echo(f"{verb} {len(removed)} run(s)")

@@ -1,0 +1,141 @@
+"""Errors: one line on stderr, the documented exit code, never a traceback."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from cli_helpers import clean_env, need, opened, pg_base_url, populate, sp
+from click.testing import Result
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    made = f"sqlite:{tmp_path / 'cp' / 'syncpoint.db'}"
+    populate(made)
+    return made
+
+
+def one_line(result: Result, code: int) -> str:
+    assert result.exit_code == code, (result.stdout, result.stderr)
+    assert result.stderr.startswith("syncpoint: error: "), result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return result.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ("runs", "list", "--bogus"),
+    ("runs", "list", "--limit", "-1"),
+    ("runs", "list", "--status", "sleeping"),
+    ("runs", "show"),
+    ("runs", "show", "not-a-run"),
+    ("runs", "show", "20200101-000000-abcdef"),
+    ("runs", "delete", "20200101-000000-abcdef", "--yes"),
+    ("runs", "cleanup"),
+    ("runs", "cleanup", "--older-than", "3x"),
+    ("runs", "cleanup", "--keep", "1", "--job", "bad name!"),
+    ("state", "show", "nojob"),
+    ("state", "reset", "alpha", "--key", "missing", "--yes"),
+    ("export", "--job", "nojob"),
+    ("nonsense",),
+    ("db", "status"),
+])
+def test_usage_errors_exit_64_in_one_line(url: str, args: tuple[str, ...], invoke: Callable[..., Result]) -> None:
+    one_line(invoke("--store", url, *args), 64)
+
+
+def test_messages_say_what_to_do(url: str, invoke: Callable[..., Result]) -> None:
+    assert "see 'syncpoint runs list --help'" in one_line(invoke("--store", url, "runs", "list", "-x"), 64)
+    assert "see 'syncpoint runs list'" in one_line(invoke("--store", url, "runs", "show", "20200101-000000-abcdef"), 64)
+    assert "90s, 45m, 12h, 30d" in one_line(invoke("--store", url, "runs", "cleanup", "--older-than", "soon"), 64)
+    assert "--keep N and/or --older-than" in one_line(invoke("--store", url, "runs", "cleanup"), 64)
+    assert "known jobs: alpha, beta" in one_line(invoke("--store", url, "state", "show", "gamma"), 64)
+
+
+def test_usage_error_through_a_real_process(url: str) -> None:
+    proc = sp("--store", url, "runs", "show", "20200101-000000-abcdef")
+    assert proc.returncode == 64 and proc.stderr.count("\n") == 1 and "no run" in proc.stderr
+    proc = sp("--store", url, "runs", "--what")
+    assert proc.returncode == 64 and proc.stderr.count("\n") == 1
+
+
+def test_missing_default_store_is_named(tmp_path: Path) -> None:
+    proc = sp("runs", "list", cwd=tmp_path)
+    assert proc.returncode == 64 and proc.stderr.count("\n") == 1
+    assert ".checkpoints/syncpoint.db" in proc.stderr and "--store" in proc.stderr
+    assert not (tmp_path / ".checkpoints").exists()  # reading never creates a store
+
+
+def test_store_from_env_and_checkpoint_dir(url: str, tmp_path: Path) -> None:
+    path = url[len("sqlite:"):]
+    proc = sp("runs", "list", "--json", env=clean_env(SYNCPOINT_STORE=url))
+    assert proc.returncode == 0 and len(json.loads(proc.stdout)) == 4
+    proc = sp("--checkpoint-dir", str(Path(path).parent), "runs", "list", "--json")
+    assert proc.returncode == 0 and len(json.loads(proc.stdout)) == 4
+
+
+def test_unknown_store_scheme(invoke: Callable[..., Result]) -> None:
+    assert "unknown store" in one_line(invoke("--store", "mysql://u:pw@h/db", "runs", "list"), 64)
+
+
+def test_unreachable_postgres_names_store_masks_password() -> None:
+    pytest.importorskip("syncpoint.stores.postgres")
+    proc = sp("--store", "postgresql://someone:s3cret@127.0.0.1:1/nowhere", "runs", "list")
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert "s3cret" not in proc.stderr and "someone:***@127.0.0.1:1/nowhere" in proc.stderr
+    assert "running" in proc.stderr  # the fix: is the server running? check the URL
+
+
+def test_corrupt_store_is_one_line(tmp_path: Path, invoke: Callable[..., Result]) -> None:
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"this is not a database" * 100)
+    message = one_line(invoke("--store", f"sqlite:{bad}", "runs", "list"), 1)
+    assert str(bad) in message and "corrupt" in message
+
+
+def test_json_log_format_errors_are_json(url: str) -> None:
+    proc = sp("--log-format", "json", "--store", url, "runs", "show", "20200101-000000-abcdef")
+    assert proc.returncode == 64
+    record = json.loads(proc.stderr)
+    assert record["level"] == "ERROR" and record["exit_code"] == 64 and "no run" in record["message"]
+
+
+def test_help_and_version() -> None:
+    proc = sp("--help")
+    assert proc.returncode == 0
+    for command in ("status", "runs", "state", "export", "import", "db"):
+        assert f"  {command}" in proc.stdout
+    assert "75 job locked" in proc.stdout
+    bare = sp()
+    assert bare.returncode == 0 and "Usage:" in bare.stdout
+    version = sp("--version")
+    assert version.returncode == 0 and "syncpoint" in version.stdout
+
+
+def test_db_commands_on_postgres(stores: object, invoke: Callable[..., Result]) -> None:
+    need("postgres")
+    from cli_helpers import Stores
+
+    assert isinstance(stores, Stores)
+    url = stores.url("postgres") + "&migrate=false"
+    status = invoke("--store", url, "db", "status", "--json")
+    assert status.exit_code == 0, status.stderr
+    before = json.loads(status.stdout)
+    assert before["pending"] and before["up_to_date"] is False and before["current"] is None
+    # the store refuses to open while migrations are pending and migrate=false
+    assert "syncpoint db migrate" in one_line(invoke("--store", url, "runs", "list"), 1)
+    migrated = invoke("--store", url, "db", "migrate")
+    assert migrated.exit_code == 0 and "applied" in migrated.stdout
+    again = invoke("--store", url, "db", "migrate", "--json")
+    assert json.loads(again.stdout)["applied"] == []
+    after = json.loads(invoke("--store", url, "db", "status", "--json").stdout)
+    assert after["up_to_date"] is True and after["pending"] == [] and after["applied"] == before["pending"]
+    text = invoke("--store", url, "db", "status")
+    assert "up to date" in text.stdout
+    with opened(url) as store:
+        assert store.list_runs() == []
+    assert pg_base_url()
