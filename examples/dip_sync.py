@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Sync the German Bundestag's DIP API into SQLite, interruptibly and resumably.
+
+    export DIP_API_KEY=...
+    python examples/dip_sync.py sync-drucksachen                 # Ctrl+C at any time, or kill -9
+    python examples/dip_sync.py sync-drucksachen --resume        # continues where it stopped
+    python examples/dip_sync.py sync-drucksachen --resume --end 2024-01-01   # --end overrides the checkpoint
+    python examples/dip_sync.py sync-all                         # all eight, one after the other
+    python examples/dip_sync.py sync-all --resume-all            # skip the finished ones, resume the stopped one
+
+Commands: sync-personen, sync-vorgaenge, sync-vorgangspositionen, sync-aktivitaeten, sync-drucksachen,
+sync-drucksache-texte, sync-plenarprotokolle, sync-plenarprotokoll-texte, sync-all. Each writes one table
+per endpoint into ``--db`` (``id TEXT PRIMARY KEY, aktualisiert TEXT, data TEXT``, upserted) and keeps its
+checkpoint in the syncpoint store (default ``.checkpoints/syncpoint.db``; ``--store json:.checkpoints``
+gives the original tool's ``.checkpoints/drucksachen.checkpoint.json`` files to read with ``jq``).
+
+The sync itself is ``syncpoint.demo.sync_endpoint`` (shared with ``syncpoint demo``); this file is the
+command line around it. See docs/EXAMPLES.md.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, TypeVar
+
+import click
+
+import syncpoint
+from syncpoint.demo import (
+    DEFAULT_BASE_URL,
+    ENTITIES,
+    Connect,
+    SqliteDestination,
+    dip_client,
+    run_endpoint,
+)
+from syncpoint.pipeline import Pipeline
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything besides the standard syncpoint flags."""
+
+    base_url: str = DEFAULT_BASE_URL
+    api_key: str = ""
+    db: str = "dip.db"
+    limit: int | None = None
+    datum_start: str | None = None
+    datum_end: str | None = None
+
+    def config(self, endpoint: str | None = None) -> dict[str, Any]:
+        """The job config: what decides which records end up where. A resume under another is refused."""
+        config: dict[str, Any] = {"base_url": self.base_url, "db": self.db}
+        if endpoint is not None:
+            config["endpoint"] = endpoint
+        if self.datum_start or self.datum_end:
+            config["datum"] = [self.datum_start, self.datum_end]
+        return config
+
+    def filters(self) -> dict[str, str]:
+        found = {"f.datum.start": self.datum_start, "f.datum.end": self.datum_end}
+        return {name: value for name, value in found.items() if value}
+
+    def connect(self) -> Connect:
+        return lambda run: dip_client(self.base_url, self.api_key, sleep=run.sleep)
+
+
+def sync_entity(name: str, settings: Settings, options: syncpoint.RunOptions, connect: Connect | None = None) -> int:
+    """One ``sync-<name>`` job; the exit code."""
+    endpoint = ENTITIES[name]
+    job = syncpoint.Job.from_options(name, settings.config(endpoint), options)
+    dest = SqliteDestination(settings.db)
+    try:
+        return run_endpoint(job, options, endpoint, connect=connect or settings.connect(), dest=dest,
+                            filters=settings.filters(), limit=settings.limit)
+    finally:
+        dest.close()
+        job.close()
+
+
+def sync_all(settings: Settings, options: syncpoint.RunOptions, *, resume_all: bool = False,
+             connect: Connect | None = None) -> int:
+    """All eight jobs in order as one pipeline, itself resumable with ``resume_all``; the exit code."""
+    steps = [(name, functools.partial(sync_entity, name, settings, connect=connect)) for name in ENTITIES]
+    return Pipeline("sync-all", steps, config=settings.config()).execute(options, resume_all=resume_all)
+
+
+# -- the command line --------------------------------------------------------------------------------------
+class Cli(syncpoint.Command, click.Group):
+    """A click group whose usage errors exit 64, like ``syncpoint.Command``; commands in sync-all's order."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
+
+
+def _day(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def dip_options(func: F) -> F:
+    """The DIP flags every command shares."""
+    decorators = [
+        click.option("--base-url", default=DEFAULT_BASE_URL, show_default=True, help="DIP API base URL."),
+        click.option("--api-key", envvar="DIP_API_KEY", show_envvar=True, help="DIP API key."),
+        click.option("--db", default="dip.db", show_default=True, metavar="PATH", help="Destination SQLite file."),
+        click.option("--limit", type=click.IntRange(min=1), metavar="N",
+                     help="Sync at most N documents per endpoint, then finish."),
+        click.option("--datum-start", callback=_day, metavar="DATE", help="Only documents dated on/after DATE."),
+        click.option("--datum-end", callback=_day, metavar="DATE", help="Only documents dated on/before DATE."),
+    ]
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    return func
+
+
+def settings_from(base_url: str, api_key: str | None, db: str, limit: int | None, datum_start: str | None,
+                  datum_end: str | None) -> Settings:
+    if not api_key:
+        raise click.UsageError("an API key is required: --api-key KEY or the DIP_API_KEY environment variable")
+    return Settings(base_url.rstrip("/"), api_key, db, limit, datum_start, datum_end)
+
+
+@click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Sync the Bundestag's DIP API into SQLite; interrupt at any time, continue with --resume."""
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request is too chatty
+
+
+def _entity_command(name: str) -> None:
+    endpoint = ENTITIES[name]
+
+    @cli.command(f"sync-{name}", cls=syncpoint.Command,
+                 help=f"Sync /{endpoint} into table {SqliteDestination.table(endpoint)} (job {name}).")
+    @dip_options
+    @syncpoint.click_options
+    def command(sync: syncpoint.RunOptions, **flags: Any) -> None:
+        raise SystemExit(sync_entity(name, settings_from(**flags), sync))
+
+
+for _name in ENTITIES:
+    _entity_command(_name)
+
+
+@cli.command("sync-all", cls=syncpoint.Command, help="Run all eight syncs in order (a resumable pipeline).")
+@dip_options
+@click.option("--resume-all", is_flag=True,
+              help="Continue the last unfinished pass: skip finished syncs, resume the stopped one.")
+@syncpoint.click_options
+def sync_all_command(sync: syncpoint.RunOptions, resume_all: bool, **flags: Any) -> None:
+    raise SystemExit(sync_all(settings_from(**flags), sync, resume_all=resume_all))
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,317 @@
+#!/usr/bin/env python3
+"""Collect a year of pull requests and issues for every repository of a GitHub organisation, resumably.
+
+    export GITHUB_TOKEN=...
+    python examples/gh_year_end.py --org acme --year 2025          # Ctrl+C at any time, or kill -9
+    python examples/gh_year_end.py --org acme --year 2025 --resume # continues at the page it stopped at
+    python examples/gh_year_end.py --org acme --year 2025 --resume --retry-failed   # also the 404/451s
+
+Phases ``discovery`` (the org's repositories) → ``pulls`` → ``issues``; one task per repository and endpoint
+(``acme/repo1:pulls``) whose cursor is the next page's URL and the byte length of its JSONL file at that
+point. Output under ``--out`` (default ``data``)::
+
+    raw/year=2025/source=github/target=acme/
+        repos.json                  the repositories found in discovery (written atomically)
+        pulls/acme__repo1.jsonl     one line per record: {"source", "repo", "endpoint", "data"}
+        issues/acme__repo1.jsonl
+        checkpoints/                the run's checkpoint, a syncpoint JSON directory (unless --store)
+        manifest.json               repos, counts, failures, timings; written atomically at the end
+
+A page is appended, flushed and fsynced before the cursor moves past it; a resumed task first cuts its
+JSONL file back to the length its cursor recorded, so pages written after the last checkpoint are dropped
+and fetched again, never duplicated. See docs/EXAMPLES.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import IO, Any
+
+import click
+
+import syncpoint
+from syncpoint.http import HttpClient, HttpError, RateLimited, paginate_link
+from syncpoint.model import utcnow
+
+log = logging.getLogger("gh_year_end")
+
+ENDPOINTS = ("pulls", "issues")
+DEFAULT_BASE_URL = "https://api.github.com"
+Connect = Callable[[syncpoint.Run], HttpClient]
+
+
+@dataclass(frozen=True)
+class Settings:
+    org: str
+    year: int
+    token: str = ""
+    endpoints: tuple[str, ...] = ENDPOINTS
+    out: Path = Path("data")
+    base_url: str = DEFAULT_BASE_URL
+    per_page: int = 100
+    from_repo: str | None = None
+    job: str = "gh-year-end"
+
+    @property
+    def target(self) -> Path:
+        return self.out / "raw" / f"year={self.year}" / "source=github" / f"target={self.org}"
+
+    def config(self) -> dict[str, Any]:
+        """The config digest checked on resume: a changed org, year or endpoint list is refused (--force)."""
+        return {"org": self.org, "year": self.year, "endpoints": list(self.endpoints)}
+
+    def params(self, endpoint: str) -> dict[str, Any]:
+        params: dict[str, Any] = {"state": "all", "per_page": self.per_page}
+        if endpoint == "issues":
+            params["since"] = f"{self.year}-01-01T00:00:00Z"
+        return params
+
+    def jsonl(self, repo: str, endpoint: str) -> Path:
+        return self.target / endpoint / f"{repo.replace('/', '__')}.jsonl"
+
+    def connect(self) -> Connect:
+        headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/vnd.github+json",
+                   "X-GitHub-Api-Version": "2022-11-28"}
+        return lambda run: HttpClient(self.base_url, headers=headers, sleep=run.sleep)
+
+
+def collect(settings: Settings, options: syncpoint.RunOptions, connect: Connect | None = None) -> int:
+    """Run (or resume) the collection as the standard flags say; the exit code."""
+    if options.store is None and options.checkpoint_dir is None and not os.environ.get("SYNCPOINT_STORE"):
+        options = replace(options, store=f"json:{settings.target / 'checkpoints'}")
+    job = syncpoint.Job.from_options(settings.job, settings.config(), options)
+    try:
+        return job.execute(options, lambda run: Collector(run, settings).execute(connect or settings.connect()))
+    finally:
+        job.close()
+
+
+class Collector:
+    """One run's body: discovery, then one phase per endpoint, then the manifest."""
+
+    def __init__(self, run: syncpoint.Run, settings: Settings) -> None:
+        self.run = run
+        self.settings = settings
+
+    def execute(self, connect: Connect) -> None:
+        with connect(self.run) as client:
+            repos = self.discover(client)
+            for endpoint in self.settings.endpoints:
+                self.phase(client, endpoint, repos)
+        self.write_manifest(repos)
+
+    # -- discovery ---------------------------------------------------------------------------------------
+    def discover(self, client: HttpClient) -> list[str]:
+        """The org's repositories; all repo:endpoint tasks are registered in the same commit as the phase."""
+        if self.run.phase_done("discovery"):
+            return sorted({task.name.rsplit(":", 1)[0] for task in self.run.all_tasks()})
+        found: list[dict[str, Any]] = []
+        for page in paginate_link(client, f"/orgs/{self.settings.org}/repos",
+                                  {"type": "all", "per_page": self.settings.per_page}):
+            found.extend(page.items)
+        repos = sorted(str(repo["full_name"]) for repo in found)
+        write_json_atomic(self.settings.target / "repos.json", found)
+        for endpoint in self.settings.endpoints:
+            for repo in repos:
+                self.run.task(f"{repo}:{endpoint}")
+        self.run.complete_phase("discovery")
+        log.info("discovery: %d repositories of %s", len(repos), self.settings.org)
+        return repos
+
+    # -- one phase: an endpoint of every repo ------------------------------------------------------------
+    def phase(self, client: HttpClient, endpoint: str, repos: list[str]) -> None:
+        if self.run.phase_done(endpoint) and not self.run.retry_failed:  # --retry-failed: its 404/451s again
+            return
+        start_from = None
+        if self.settings.from_repo is not None:
+            if self.settings.from_repo not in repos:
+                raise syncpoint.UsageError(f"--from-repo {self.settings.from_repo}: not a repository of this run")
+            start_from = f"{self.settings.from_repo}:{endpoint}"
+        suffix = f":{endpoint}"
+        for task in self.run.tasks(start_from=start_from):
+            if task.name.endswith(suffix):
+                self.collect_task(client, task, endpoint)
+        mine = [t for t in self.run.all_tasks() if t.name.endswith(suffix)]
+        if all(_finished(t.record) for t in mine):
+            self.run.complete_phase(endpoint)
+
+    def collect_task(self, client: HttpClient, task: syncpoint.Task, endpoint: str) -> None:
+        repo = task.name[: -len(endpoint) - 1]
+        cursor = task.cursor if isinstance(task.cursor, dict) else None
+        task.start()
+        try:
+            with JsonlAppender(self.settings.jsonl(repo, endpoint), int(cursor["bytes"]) if cursor else 0) as out:
+                if cursor is None or cursor.get("next") is not None:
+                    resume = cursor.get("next") if cursor else None
+                    for page in paginate_link(client, f"/repos/{repo}/{endpoint}", self.settings.params(endpoint),
+                                              resume=resume):
+                        self.run.checkpoint()  # a stop asked for while the page was on its way: drop it
+                        size = out.append({"source": "github_rest", "repo": repo, "endpoint": endpoint, "data": item}
+                                          for item in page.items)
+                        task.set_cursor({"next": page.next_state, "bytes": size}, pages=1, records=len(page.items))
+        except RateLimited:  # every later request would wait as long: end the run; a resume continues here
+            raise
+        except HttpError as err:  # 404/451 fail for good, other exhausted retries are retryable; the run goes on
+            task.fail(err)
+            log.warning("%s failed%s: %s", task.name, " (retryable)" if err.retryable else "", err)
+            return
+        task.complete()
+
+    # -- the manifest ------------------------------------------------------------------------------------
+    def write_manifest(self, repos: list[str]) -> None:
+        records = [t.record for t in self.run.all_tasks()]
+        left = [r.name for r in records if not _finished(r)]
+        if left:
+            log.info("manifest not written: %d task(s) still to do (%s)", len(left), ", ".join(left[:3]))
+            return
+        write_json_atomic(self.settings.target / "manifest.json", manifest(self.run, self.settings, repos, records))
+        log.info("manifest written: %s", self.settings.target / "manifest.json")
+
+
+def _finished(record: syncpoint.TaskRecord) -> bool:
+    """Complete, or failed for good (404, 451): nothing a resume would do."""
+    return record.status is syncpoint.TaskStatus.COMPLETE or (
+        record.status is syncpoint.TaskStatus.FAILED and not record.retryable
+    )
+
+
+def manifest(run: syncpoint.Run, settings: Settings, repos: list[str],
+             records: list[syncpoint.TaskRecord]) -> dict[str, Any]:
+    counts: dict[str, dict[str, int]] = {}
+    timings: dict[str, Any] = {}
+    for endpoint in settings.endpoints:
+        mine = [r for r in records if r.name.endswith(f":{endpoint}")]
+        counts[endpoint] = {
+            "records": sum(r.records for r in mine), "pages": sum(r.pages for r in mine),
+            "repos_complete": sum(r.status is syncpoint.TaskStatus.COMPLETE for r in mine),
+            "repos_failed": sum(r.status is syncpoint.TaskStatus.FAILED for r in mine),
+        }
+        started = [r.started_at for r in mine if r.started_at is not None]
+        ended = [r.completed_at for r in mine if r.completed_at is not None]
+        timings[endpoint] = {
+            "started_at": min(started).isoformat() if started else None,
+            "completed_at": max(ended).isoformat() if ended else None,
+        }
+    now = utcnow()
+    return {
+        "org": settings.org, "year": settings.year, "endpoints": list(settings.endpoints),
+        "run_id": run.run_id, "attempts": run.record.attempts, "repos": repos, "counts": counts,
+        "failures": [
+            {"repo": r.name.rsplit(":", 1)[0], "endpoint": r.name.rsplit(":", 1)[1], "error": r.error,
+             "retryable": r.retryable}
+            for r in records if r.status is syncpoint.TaskStatus.FAILED
+        ],
+        "timings": {
+            "started_at": run.record.started_at.isoformat(), "completed_at": now.isoformat(),
+            "elapsed_seconds": round((now - run.record.started_at).total_seconds(), 3), **timings,
+        },
+    }
+
+
+# -- files -------------------------------------------------------------------------------------------------
+class JsonlAppender:
+    """A JSONL file cut back to ``length`` (the checkpointed size) on open; each ``append`` is fsynced."""
+
+    def __init__(self, path: Path, length: int) -> None:
+        self.path = path
+        self.length = length
+        self._file: IO[bytes] | None = None
+
+    def __enter__(self) -> JsonlAppender:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        created = not self.path.exists()
+        self._file = open(self.path, "ab")  # closed in __exit__
+        size = os.fstat(self._file.fileno()).st_size
+        if size < self.length:
+            self._file.close()
+            raise syncpoint.CorruptState(
+                f"{self.path} has {size} bytes but the checkpoint recorded {self.length}: the file was changed "
+                "outside this collector; start over with --new-run"
+            )
+        if size > self.length:
+            log.info("%s: dropping %d byte(s) written after the last checkpoint", self.path, size - self.length)
+            self._file.truncate(self.length)
+        if created:
+            _fsync_dir(self.path.parent)
+        return self
+
+    def append(self, lines: Iterable[Any]) -> int:
+        """Append one JSON line per item; flushed and fsynced; the file's new length."""
+        assert self._file is not None
+        self._file.write(b"".join(json.dumps(line, ensure_ascii=False).encode() + b"\n" for line in lines))
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        return os.fstat(self._file.fileno()).st_size
+
+    def __exit__(self, *exc: object) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write, fsync, rename over the old file, fsync the directory: readers see the old or the new file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _temporary(path) as (handle, tmp):
+        handle.write(json.dumps(data, indent=2, ensure_ascii=False).encode() + b"\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+@contextmanager
+def _temporary(path: Path) -> Iterator[tuple[IO[bytes], str]]:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle, tmp
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# -- the command line --------------------------------------------------------------------------------------
+@click.command(cls=syncpoint.Command, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--org", required=True, help="The GitHub organisation.")
+@click.option("--year", type=click.IntRange(2008, 2100), required=True, help="The year to collect.")
+@click.option("--token", envvar="GITHUB_TOKEN", show_envvar=True, help="A GitHub token.")
+@click.option("--endpoints", default=",".join(ENDPOINTS), show_default=True, help="Comma-separated endpoints.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("data"), show_default=True,
+              help="Output directory.")
+@click.option("--base-url", default=DEFAULT_BASE_URL, show_default=True, help="GitHub REST API base URL.")
+@click.option("--per-page", type=click.IntRange(1, 100), default=100, show_default=True, help="Records per page.")
+@click.option("--from-repo", metavar="OWNER/REPO", help="Skip the repositories before this one.")
+@click.option("--job", "job_name", default="gh-year-end", show_default=True, help="Job name in the store.")
+@syncpoint.click_options
+def main(org: str, year: int, token: str | None, endpoints: str, out: Path, base_url: str, per_page: int,
+         from_repo: str | None, job_name: str, sync: syncpoint.RunOptions) -> None:
+    """Collect a year of pull requests and issues of every repository of ORG; resumable at the page."""
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request is too chatty
+    chosen = tuple(e.strip() for e in endpoints.split(",") if e.strip())
+    unknown = sorted(set(chosen) - set(ENDPOINTS))
+    if unknown or not chosen:
+        raise click.UsageError(f"--endpoints: choose from {', '.join(ENDPOINTS)} (got {endpoints!r})")
+    if not token:
+        raise click.UsageError("a token is required: --token TOKEN or the GITHUB_TOKEN environment variable")
+    settings = Settings(org, year, token, chosen, out, base_url.rstrip("/"), per_page, from_repo, job_name)
+    raise SystemExit(collect(settings, sync))
+
+
+if __name__ == "__main__":
+    main()
