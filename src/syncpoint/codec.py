@@ -7,7 +7,7 @@ any of them gives back equal records.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from syncpoint.errors import CorruptState
@@ -29,7 +29,12 @@ def dumps(value: object) -> str:
 
 
 def ts(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
+    """ISO 8601 in UTC, so stored timestamps sort as text in time order (naive values are taken as UTC)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).isoformat()
 
 
 def parse_ts(value: object) -> datetime | None:

@@ -256,7 +256,7 @@ class SQLiteStore(Store):
                 task_id = task_ids[(e.run_id, e.task)] = self._task_id(conn, e.run_id, e.task)
             outcome = 0 if e.ok else 1 if e.retryable else 2  # ItemOutcome's values, inlined: a hot loop
             rows.append((task_id, int(e.kind), e.item_id, outcome, e.error))
-        rows.sort()
+        rows.sort(key=lambda row: row[:3])  # stable: of two entries for one ID, the later still wins
         return rows
 
     def _task_id(self, conn: sqlite3.Connection, run_id: str, task: str) -> int:
@@ -368,16 +368,17 @@ class SQLiteStore(Store):
 
     def iter_ledger(self, run_id: str, task: str, kind: LedgerKind = LedgerKind.ITEMS) -> Iterator[LedgerEntry]:
         """Streams in pages keyed on the last item ID, so neither memory nor a held read grows with it."""
-        last = ""
+        last: str | None = None
         while True:
             with self._reading() as conn:
                 task_id = self._known_task_id(conn, run_id, task)
                 if task_id is None:
                     return
+                after = "" if last is None else "AND item_id > ? "
                 rows = conn.execute(
-                    "SELECT item_id, outcome, error FROM ledger WHERE task_id = ? AND kind = ? AND item_id > ? "
+                    f"SELECT item_id, outcome, error FROM ledger WHERE task_id = ? AND kind = ? {after}"
                     "ORDER BY item_id LIMIT 5000",
-                    (task_id, int(kind), last),
+                    (task_id, int(kind)) if last is None else (task_id, int(kind), last),
                 ).fetchall()
             if not rows:
                 return
