@@ -48,22 +48,32 @@ class Child:
         self._sel.register(self.proc.stdout, selectors.EVENT_READ)
         self.lines: list[str] = []
         self.err_lines: list[str] = []
+        self._buffer = b""
 
     def read_line(self, timeout: float = 30.0) -> str | None:
-        """The next stdout line, or None at end of output; fails the test after ``timeout``."""
+        """The next stdout line, or None at end of output; fails the test after ``timeout``.
+
+        Reads raw bytes with ``os.read`` into our own buffer: a buffered ``readline`` could swallow several
+        lines at once, and ``select`` would then wait for output that is already here.
+        """
         assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
         deadline = time.monotonic() + timeout
-        while True:
+        while b"\n" not in self._buffer:
             left = deadline - time.monotonic()
             if left <= 0:
                 self.proc.kill()
                 pytest.fail(f"child printed nothing for {timeout}s; lines so far: {self.lines[-5:]}")
             if self._sel.select(left):
-                line = self.proc.stdout.readline()
-                if not line:
-                    return None
-                self.lines.append(line.rstrip("\n"))
-                return self.lines[-1]
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    if not self._buffer:
+                        return None
+                    self._buffer += b"\n"
+                self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        self.lines.append(line.decode())
+        return self.lines[-1]
 
     def expect(self, prefix: str, timeout: float = 30.0) -> str:
         while True:
@@ -99,6 +109,8 @@ class Child:
     def finish(self, timeout: float = 60.0) -> tuple[int, str]:
         try:
             out, err = self.proc.communicate(timeout=timeout)
+            out = self._buffer.decode() + out
+            self._buffer = b""
         except subprocess.TimeoutExpired:
             self.proc.kill()
             out, err = self.proc.communicate()

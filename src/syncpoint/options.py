@@ -189,7 +189,8 @@ class Command(click.Command):
             click.echo("Aborted!", err=True)
             raise SystemExit(130) from None
         except click.UsageError as err:
-            err.show()
+            name = err.ctx.command_path if err.ctx is not None else (self.name or "command")
+            click.echo(f"{name}: error: {err.format_message()} (see --help)", err=True)
             raise SystemExit(64) from None
         except click.ClickException as err:
             err.show()

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from syncpoint import codec
 from syncpoint.errors import AttemptsExhausted, ConfigChanged, UsageError
-from syncpoint.model import RunRecord, RunStatus, utcnow
+from syncpoint.model import RunRecord, RunStatus, TaskStatus, utcnow
 from syncpoint.options import RunOptions
 from syncpoint.stores.base import ChangeSet
 
@@ -66,6 +66,8 @@ def choose_run(job: Job, options: RunOptions) -> tuple[RunRecord, bool]:
         return _new(job, options), False
     if options.resume:
         found = _latest(job)
+        if found is None and options.retry_failed:
+            found = _latest_with_failures(job)
         if found is not None:
             return _resume(job, options, found), True
         log.info("nothing to resume for job %s; starting a new run", job.name)
@@ -74,7 +76,7 @@ def choose_run(job: Job, options: RunOptions) -> tuple[RunRecord, bool]:
         left = _latest(job)
         if left is not None:
             log.warning(
-                "run %s of job %s is %s; starting a new run (use --resume to continue it)",
+                "run %s of job %s is %s; starting a new run (resume it with --resume)",
                 left.run_id, job.name, left.status.value,
             )
     return _new(job, options), False
@@ -83,6 +85,14 @@ def choose_run(job: Job, options: RunOptions) -> tuple[RunRecord, bool]:
 def _latest(job: Job, key: str | None = None) -> RunRecord | None:
     runs = job.store.list_runs(job.name, statuses=RESUMABLE, key=key, limit=1)
     return runs[0] if runs else None
+
+
+def _latest_with_failures(job: Job) -> RunRecord | None:
+    """``--resume --retry-failed`` after a run that completed with permanent failures: that run."""
+    runs = job.store.list_runs(job.name, limit=1)
+    if runs and any(t.status is TaskStatus.FAILED or t.failed for t in job.store.get_tasks(runs[0].run_id)):
+        return runs[0]
+    return None
 
 
 def _new(job: Job, options: RunOptions) -> RunRecord:

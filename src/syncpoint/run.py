@@ -235,14 +235,17 @@ class Run:
         retry_failed: bool | None = None,
         start_from: str | None = None,
     ) -> Iterator[Task]:
-        """The tasks still to process, in order; ``names`` registers new ones. A safe point before each.
+        """The tasks still to process, in order. A safe point before each.
 
-        Complete tasks are skipped; failed tasks are offered again when their error was retryable, and
-        all of them with ``retry_failed``; ``start_from`` skips the tasks before the named one.
+        With ``names``, only those tasks (registered now if new, e.g. one phase's tasks); without, all of
+        the run's tasks. Complete tasks are skipped; failed tasks are offered again when their error was
+        retryable, and all of them with ``retry_failed``; ``start_from`` skips the tasks before the named one.
         """
+        wanted: set[str] | None = None
         if names is not None:
+            wanted = set()
             for name in names:
-                self.task(name)
+                wanted.add(self.task(name).name)
         retry = self.options.retry_failed if retry_failed is None else retry_failed
         start = self.options.start_from if start_from is None else start_from
         order = sorted(self._tasks.values(), key=lambda t: t._base.position)
@@ -253,7 +256,7 @@ class Run:
             order = order[index:]
         for task in order:
             rec = task.record
-            if rec.status is TaskStatus.COMPLETE or (
+            if (wanted is not None and task.name not in wanted) or rec.status is TaskStatus.COMPLETE or (
                 rec.status is TaskStatus.FAILED and not rec.retryable and not retry
             ):
                 continue

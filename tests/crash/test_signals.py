@@ -78,6 +78,7 @@ def test_sigkill_at_random_moments_loses_nothing(kind: str, mode: str, tmp_path:
     """Kill -9 after a random number of pages, resume, repeat: every record arrives; re-writes stay inside
     the redo window (one page of 10 per kill, as the save policy commits every page or 10 items)."""
     total, rng, kills = 1500, random.Random(f"{kind}{mode}"), 0
+    progress: list[tuple[int, int, list[str]]] = []
     for _attempt in range(40):
         child = Child(job_args(kind, tmp_path, mode, "--resume", "--commit-items", "10", total=total), stdin=False)
         child.expect("READY")
@@ -94,8 +95,9 @@ def test_sigkill_at_random_moments_loses_nothing(kind: str, mode: str, tmp_path:
         os.kill(child.proc.pid, signal.SIGKILL)
         child.finish()
         kills += 1
+        progress.append((target, len(written(tmp_path)), child.lines[:1]))
     else:
-        pytest.fail("the job never completed")
+        pytest.fail(f"the job never completed: (pages asked, records written, first line) {progress}")
     lines = written(tmp_path)
     assert set(lines) == all_ids(total)
     duplicates = len(lines) - len(set(lines))
