@@ -39,7 +39,7 @@ from syncpoint.options import RunOptions
 from syncpoint.resume import choose_run
 from syncpoint.signals import SignalWatch, exit_code_for
 from syncpoint.state import JobState
-from syncpoint.stores.base import ChangeSet, JobLock, LedgerClear
+from syncpoint.stores.base import ChangeSet, JobLock, LedgerClear, Store
 from syncpoint.task import Task
 
 if TYPE_CHECKING:
@@ -87,6 +87,8 @@ class Run:
         self._items_since = self._pages_since = self._items_total = 0
         self._last_commit = self._started = time.monotonic()
         self._item_limit = options.max_items if options.max_items is not None else float("inf")
+        self._connection: object | None = None
+        self._tainted = False
         self._set_deadline()
 
     # -- identity ------------------------------------------------------------------------------------
@@ -140,6 +142,8 @@ class Run:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> bool:
         try:
+            if exc is not None and not isinstance(exc, Stopped):
+                self._abandon_transaction()  # the body died between safe points: its rows are not whole
             status, code = self._outcome(exc)
             status, code = self._apply_attempt_limit(status, code)
             self.record = replace(
@@ -368,28 +372,63 @@ class Run:
     def _persisted(self, task: Task) -> bool:
         return task.name in self._persisted_tasks
 
+    def bind(self, connection: object) -> None:
+        """Commit every checkpoint inside ``connection``'s transaction, then commit that connection.
+
+        For a destination in the store's own database (PostgreSQL): the rows the sync wrote since the last
+        commit and the checkpoint that covers them commit together or not at all, so a ``kill -9`` can
+        neither lose nor duplicate a row. If the body raises, the connection is rolled back and the
+        uncommitted progress is dropped with it; only the run's status is recorded.
+        """
+        if type(self.store).apply_in is Store.apply_in:
+            raise UsageError(f"{type(self.store).__name__} cannot commit inside another transaction; use PostgreSQL")
+        self._connection = connection
+
     def _commit(self) -> None:
         changes = ChangeSet()
         self.record = replace(self.record, updated_at=utcnow())
         changes.runs.append(self.record)
-        dirty = list(self._dirty.values())
+        dirty = [] if self._tainted else list(self._dirty.values())
         for task in dirty:
             changes.tasks.append(task._fold())
             clears, entries = task._take_changes()
             changes.ledger_clears.extend(LedgerClear(self.run_id, task.name, kind) for kind in clears)
             changes.ledger.extend(entries)
-        changes.phases.extend(self._dirty_phases)
-        self.state._take_changes(changes)
-        self.store.apply(changes)
+        if not self._tainted:
+            changes.phases.extend(self._dirty_phases)
+            self.state._take_changes(changes)
+        self._apply(changes)
         for task in dirty:
             task._committed()
             self._persisted_tasks.add(task.name)
-        self._dirty.clear()
-        self._dirty_phases.clear()
-        self.state._committed()
+        if not self._tainted:
+            self._dirty.clear()
+            self._dirty_phases.clear()
+            self.state._committed()
         self._items_since = self._pages_since = 0
         self._last_commit = time.monotonic()
         self._set_deadline()
+
+    def _apply(self, changes: ChangeSet) -> None:
+        conn: Any = self._connection
+        if conn is None or self._tainted:  # after a rollback only the run's status is written, on its own
+            self.store.apply(changes)
+            return
+        try:
+            self.store.apply_in(conn, changes)
+            conn.commit()
+        except BaseException:
+            self._abandon_transaction()
+            raise
+
+    def _abandon_transaction(self) -> None:
+        """Roll back the bound connection; progress buffered since the last commit went with it."""
+        conn: Any = self._connection
+        if conn is not None and not self._tainted:
+            try:
+                conn.rollback()
+            finally:
+                self._tainted = True
 
     def _set_deadline(self) -> None:
         """The next instant the hot path must look up from its counters: a time commit or the time budget."""
