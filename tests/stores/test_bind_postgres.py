@@ -40,7 +40,6 @@ def test_rows_and_checkpoint_commit_together(pg_url: str, pg_schema: str, pg_sch
 
 def test_bind_needs_a_store_that_can_join(tmp_path: object) -> None:
     job = syncpoint.Job("plain", store=f"sqlite:{tmp_path}/x.db")
-    with job.run() as run:
-        with pytest.raises(syncpoint.UsageError, match="cannot commit inside another transaction"):
-            run.bind(object())
+    with job.run() as run, pytest.raises(syncpoint.UsageError, match="cannot commit inside another transaction"):
+        run.bind(object())
     assert run.exit_code == 0
