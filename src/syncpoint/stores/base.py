@@ -63,7 +63,13 @@ class StateDelete:
 
 @dataclass
 class ChangeSet:
-    """Everything one commit changes. Applied in field order: deletes, upserts, clears, ledger, state."""
+    """Everything one commit changes. Applied in field order: deletes, upserts, clears, ledger, state.
+
+    Every field holds absolute values (upserts, replacements, deletions), so applying the same change set
+    twice gives the same state: a backend may retry an ``apply`` whose outcome it did not see, and the
+    JSON store may finish an interrupted one at its next use. Within one change set, a later ledger entry
+    for the same item ID replaces an earlier one.
+    """
 
     run_deletes: list[str] = field(default_factory=list)
     runs: list[RunRecord] = field(default_factory=list)
@@ -105,7 +111,8 @@ class Store(abc.ABC):
     # -- the one write path -------------------------------------------------------------------------
     @abc.abstractmethod
     def apply(self, changes: ChangeSet) -> None:
-        """Apply ``changes`` atomically and durably: after return all of it survives, on error none."""
+        """Apply ``changes`` atomically and durably: after return all of it survives; on error none of it,
+        or (when the error came after the backend's own commit point) all of it once the store is next used."""
 
     def apply_in(self, connection: object, changes: ChangeSet) -> None:
         """Apply ``changes`` inside the caller's open transaction on ``connection`` (no commit here)."""
