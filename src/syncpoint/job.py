@@ -96,7 +96,10 @@ class Job:
 
     def is_live(self, run: RunRecord) -> bool:
         """True when ``run`` is being worked on right now by a live process holding the job's lock."""
-        return run.status is RunStatus.RUNNING and self.store.lock_holder(self.name) is not None
+        if run.status is not RunStatus.RUNNING:
+            return False
+        holder = self.store.lock_holder(self.name)
+        return holder is not None and holder.run_id in (None, run.run_id)
 
     def delete_run(self, run_id: str) -> RunRecord:
         run = self.get_run(run_id)

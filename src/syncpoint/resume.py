@@ -1,7 +1,8 @@
 """Deciding new-or-resume when a run opens (the caller holds the job's lock).
 
     --resume-run ID   that run (it must belong to the job; a completed one only with --retry-failed)
-    key=K             the incomplete run for that key, else a new one with that key (daily syncs)
+    key=K             the incomplete run for that key, else its completed one (reopened: it finds nothing left,
+                      or only what is new), else a new one with that key (daily syncs)
     --resume          the latest incomplete run, else a new one ("nothing to resume" is said)
     otherwise         a new run (an incomplete one left behind is named, with how to resume it)
 
@@ -61,6 +62,9 @@ def choose_run(job: Job, options: RunOptions) -> tuple[RunRecord, bool]:
         return _resume(job, options, found), True
     if options.key is not None and not options.new_run:
         found = _latest(job, key=options.key)
+        if found is None:  # the key's work is done: reopen that run (it finds nothing, or only what is new)
+            done = job.store.list_runs(job.name, key=options.key, statuses=[RunStatus.COMPLETED], limit=1)
+            found = done[0] if done else None
         if found is not None:
             return _resume(job, options, found), True
         return _new(job, options), False
@@ -108,7 +112,7 @@ def _new(job: Job, options: RunOptions) -> RunRecord:
 
 def _resume(job: Job, options: RunOptions, found: RunRecord) -> RunRecord:
     limit = options.max_attempts
-    if limit is not None and found.attempts >= limit:
+    if limit is not None and found.attempts >= limit and found.status is not RunStatus.COMPLETED:
         if found.status is not RunStatus.FAILED:
             job.store.apply(ChangeSet(runs=[replace(found, status=RunStatus.FAILED, updated_at=utcnow(),
                                                      error=f"used {found.attempts} of {limit} attempts")]))

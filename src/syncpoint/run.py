@@ -30,6 +30,7 @@ from syncpoint.errors import (
     EXIT_SIGINT,
     InvalidName,
     Stopped,
+    StoreError,
     SyncpointError,
     UsageError,
 )
@@ -118,6 +119,7 @@ class Run:
         self._lock = self.store.lock(self.job.name)
         try:
             self.record, self.resumed = choose_run(self.job, self.options)
+            self._lock.set_run(self.run_id)
             if self.resumed:
                 self._load()
             self.state._load(self.store.get_state(self.job.name))
@@ -417,6 +419,16 @@ class Run:
         try:
             self.store.apply_in(conn, changes)
             conn.commit()
+        except SyncpointError:
+            self._abandon_transaction()
+            raise
+        except Exception as exc:  # the bound connection broke (server gone, backend terminated, closed)
+            self._abandon_transaction()
+            raise StoreError(
+                f"the bound destination connection failed while committing the checkpoint "
+                f"({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}); "
+                "its rows and the progress since the last commit were rolled back together; resume to redo them"
+            ) from None
         except BaseException:
             self._abandon_transaction()
             raise
@@ -427,6 +439,8 @@ class Run:
         if conn is not None and not self._tainted:
             try:
                 conn.rollback()
+            except Exception:
+                pass
             finally:
                 self._tainted = True
 

@@ -93,6 +93,9 @@ class JobLock(abc.ABC):
     @abc.abstractmethod
     def release(self) -> None: ...
 
+    def set_run(self, run_id: str) -> None:  # noqa: B027 - optional hook
+        """Name the run the holder works on, once chosen, so ``lock_holder`` can tell which run is live."""
+
     def __enter__(self) -> JobLock:
         return self
 

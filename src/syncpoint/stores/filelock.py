@@ -21,8 +21,19 @@ from syncpoint.stores.base import JobLock
 
 
 class FileJobLock(JobLock):
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, holder: LockHolder) -> None:
         self._fd: int | None = fd
+        self._holder = holder
+        self._write()
+
+    def _write(self) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, json.dumps(self._holder.__dict__).encode(), 0)
+
+    def set_run(self, run_id: str) -> None:
+        self._holder = LockHolder(self._holder.host, self._holder.pid, self._holder.since, run_id)
+        self._write()
 
     def release(self) -> None:
         if self._fd is not None:
@@ -61,10 +72,7 @@ class LockDirectory:
             os.close(fd)
             raise
         holder = LockHolder(socket.gethostname(), os.getpid(), utcnow().isoformat(timespec="seconds"), run_id)
-        data = json.dumps(holder.__dict__).encode()
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, data, 0)
-        return FileJobLock(fd)
+        return FileJobLock(fd, holder)
 
     def holder(self, job: str) -> LockHolder | None:
         if not self._path(job).exists():

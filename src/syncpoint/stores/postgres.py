@@ -619,7 +619,7 @@ class PostgresJobLock(JobLock):
                 if not (got and got[0]):
                     holder = self.store.lock_holder(self.job)
                     raise JobLocked(self.job, None if holder is None or holder.pid == 0 else holder)
-                since = utcnow().isoformat(timespec="seconds")
+                since = self.since = utcnow().isoformat(timespec="seconds")
                 args = (self.job, socket.gethostname(), os.getpid(), since, self.run_id)
                 conn.execute(self.store.queries.lock_write, args)
             return conn
@@ -630,6 +630,13 @@ class PostgresJobLock(JobLock):
     @property
     def held(self) -> bool:
         return self._conn is not None
+
+    def set_run(self, run_id: str) -> None:
+        self.run_id = run_id
+        if self._conn is not None:
+            args = (self.job, socket.gethostname(), os.getpid(), self.since, run_id)
+            with _translate(self.store.target):
+                self._conn.execute(self.store.queries.lock_write, args)
 
     def check(self) -> bool:
         """Confirm the lock before a commit: True if held all along, False if it was lost and re-taken.
