@@ -181,6 +181,9 @@ class Run:
         return RunStatus.FAILED, getattr(exc, "exit_code", EXIT_FAILED)
 
     def _finished_outcome(self) -> tuple[RunStatus, int]:
+        if self._tainted:
+            self.record = replace(self.record, error="a commit in the bound transaction failed and was rolled back")
+            return RunStatus.FAILED, EXIT_FAILED
         for task in self._tasks.values():
             if task.status is TaskStatus.IN_PROGRESS:
                 task.complete()

@@ -130,6 +130,8 @@ class Task:
         try:
             yield self
         except Exception as exc:
+            if self.run._tainted:
+                raise  # a bound transaction was rolled back: the run cannot go on, whatever the task
             self.fail(exc)
             self.run.log.warning("task %s failed: %s", self.name, self.record.error)
         else:

@@ -1,0 +1,404 @@
+#!/usr/bin/env python3
+"""Crawl each user's bookmarks (newest first, cursor paging) into PostgreSQL or a JSON Lines file, resumably.
+
+    export DATABASE_URL=postgresql://postgres@127.0.0.1:5432/favbook
+    python examples/bookmarks_crawler.py --tokens tokens.json --direct-import     # kill -9 at any time
+    python examples/bookmarks_crawler.py --tokens tokens.json --direct-import --resume
+    python examples/bookmarks_crawler.py --tokens tokens.json --direct-import     # later: only the new ones
+    python examples/bookmarks_crawler.py --tokens tokens.json --direct-import --resume --retry-failed
+
+``tokens.json`` maps each user to their bearer token (``{"alice": "…"}``); tokens are never stored. The
+checkpoints live in the PostgreSQL schema ``crawler`` (``--store postgresql://…?schema=NAME`` picks another).
+
+One job (``--job``, default ``twitter-bookmarks``); every crawl is a run whose params record
+``direct_import``, ``enable_summarization`` and ``output_file_path``; one task per user. A user's task cursor
+is ``{"type": "token", "token": <next page's cursor or null>, "newest": <newest ID seen in this crawl>,
+"new": <bookmarks taken>, "bytes": <output file length>}``. The per-user bookmarks are job state that
+outlives runs: ``<user>.last_tweet_id``, ``<user>.last_crawled_at``, ``<user>.bookmarks_count``. They move
+only when that user's crawl has finished, in the same commit that marks the task complete, so an
+interrupted crawl never makes the next one skip bookmarks. A crawl stops at the first ID <= last_tweet_id,
+comparing IDs as integers.
+
+With ``--direct-import`` each page's rows go into ``bookmark_post`` on a connection bound to the run
+(``Run.bind``): the rows and the checkpoint that covers them commit in one transaction. Without it, pages are
+appended to ``--output-file`` and fsynced; the file is cut back to its committed length on start. See
+docs/EXAMPLES.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import IO, Any, Protocol
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import click
+
+import syncpoint
+from syncpoint.http import HttpClient, HttpError, PermanentHttpError, RetryPolicy, paginate_cursor
+from syncpoint.model import utcnow
+
+log = logging.getLogger("bookmarks_crawler")
+
+DEFAULT_JOB = "twitter-bookmarks"
+DEFAULT_SCHEMA = "crawler"
+DEFAULT_BASE_URL = "http://127.0.0.1:8080"
+Connect = Callable[[syncpoint.Run, str], HttpClient]
+
+
+@dataclass(frozen=True)
+class Settings:
+    base_url: str
+    tokens: dict[str, str] = field(repr=False)
+    users: tuple[str, ...]
+    direct_import: bool = False
+    output_file: Path | None = None
+    enable_summarization: bool = False
+    page_size: int = 100
+    dest_schema: str = "public"
+    retry_wait: float = 1.0
+    job: str = DEFAULT_JOB
+
+    def config(self) -> dict[str, Any]:
+        """Checked on resume: a different API, user set or destination is refused (``--force`` overrides)."""
+        return {
+            "base_url": self.base_url, "users": list(self.users), "direct_import": self.direct_import,
+            "output_file_path": None if self.output_file is None else str(self.output_file),
+            "dest_schema": self.dest_schema if self.direct_import else None,
+        }
+
+    def params(self) -> dict[str, Any]:
+        """What the original's ``crawl_session`` recorded per crawl; kept in the run's params."""
+        return {
+            "direct_import": self.direct_import, "enable_summarization": self.enable_summarization,
+            "output_file_path": None if self.output_file is None else str(self.output_file),
+        }
+
+    def connect(self, run: syncpoint.Run, token: str) -> HttpClient:
+        policy = RetryPolicy(initial_wait=self.retry_wait, jitter=self.retry_wait, max_wait=max(self.retry_wait, 30))
+        return HttpClient(self.base_url, headers={"Authorization": f"Bearer {token}"}, retry=policy, sleep=run.sleep)
+
+
+def store_url(options: syncpoint.RunOptions, database_url: str | None) -> str | None:
+    """``--store``, else ``$SYNCPOINT_STORE``, else ``--database-url``; PostgreSQL defaults to ``?schema=crawler``."""
+    if options.store is None and options.checkpoint_dir is not None:
+        return None
+    url = options.store or os.environ.get("SYNCPOINT_STORE") or database_url
+    if url is None:
+        raise syncpoint.UsageError("no checkpoint store: give --store postgresql://… or set DATABASE_URL")
+    if url.startswith(("postgresql://", "postgres://")):
+        parts = urlsplit(url)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        if not any(k == "schema" for k, _ in query):
+            url = urlunsplit(parts._replace(query=urlencode([*query, ("schema", DEFAULT_SCHEMA)])))
+    return url
+
+
+def crawl(settings: Settings, options: syncpoint.RunOptions, connect: Connect | None = None) -> int:
+    """Run (or resume) one crawl of every user as the standard flags say; the exit code."""
+    if options.store is not None:
+        options = replace(options, store=store_url(options, None))
+    options = replace(options, params={**options.params, **settings.params()})
+    try:
+        job = syncpoint.Job.from_options(settings.job, settings.config(), options)
+    except syncpoint.SyncpointError as err:  # an unreachable store, a bad URL: one line and its exit code
+        logging.basicConfig(format="%(levelname)s %(message)s")
+        log.error("%s", err)
+        return err.exit_code
+    conn: Any = None
+    try:
+        if settings.direct_import and not (options.list_runs or options.cleanup):
+            try:
+                conn = open_destination(job.store)
+            except syncpoint.SyncpointError as err:
+                logging.basicConfig(format="%(levelname)s %(message)s")
+                log.error("%s", err)
+                return err.exit_code
+        dest: Destination = (PostgresDestination(conn, settings.dest_schema) if conn is not None
+                             else JsonlDestination(settings.output_file or Path("bookmarks.jsonl")))
+        # The bound connection must outlive the run: the run's last commit (its final status) goes through it.
+        return job.execute(options, lambda run: Crawler(run, settings, dest, connect or settings.connect).execute())
+    finally:
+        if conn is not None:
+            conn.close()
+        job.close()
+
+
+def open_destination(store: syncpoint.Store) -> Any:
+    """A connection to the store's own database (``Run.bind`` needs the same database)."""
+    from syncpoint.stores.postgres import PostgresStore
+
+    if not isinstance(store, PostgresStore):
+        raise syncpoint.UsageError("--direct-import needs a PostgreSQL store: --store postgresql://…")
+    import psycopg
+
+    return psycopg.connect(store.target.conninfo)
+
+
+# -- destinations --------------------------------------------------------------------------------------------
+class Destination(Protocol):
+    def open(self, run: syncpoint.Run) -> None:
+        """Prepare before any task; bind to the run if the destination commits with the checkpoint."""
+
+    def write(self, run: syncpoint.Run, user: str, posts: Sequence[dict[str, Any]]) -> int | None:
+        """Write one page's posts (not committed by themselves); the output file's new length, if any."""
+
+    def close(self) -> None: ...
+
+
+class PostgresDestination:
+    """``bookmark_post`` rows written on the run's bound connection: they commit with the checkpoint."""
+
+    def __init__(self, conn: Any, schema: str) -> None:
+        self.conn = conn
+        self.schema = schema
+
+    def open(self, run: syncpoint.Run) -> None:
+        from psycopg import sql
+
+        s = sql.Identifier(self.schema)
+        with self.conn.cursor() as cur:
+            cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(s))
+            # No unique constraint on tweet_id, on purpose: exactly-once comes from the shared transaction,
+            # and a duplicate would show up here instead of being papered over by ON CONFLICT.
+            cur.execute(sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {}.bookmark_post (id bigserial PRIMARY KEY, user_id text NOT NULL, "
+                "tweet_id text NOT NULL, text text, created_at text, summary text, data jsonb NOT NULL, "
+                "imported_at timestamptz NOT NULL DEFAULT now())"
+            ).format(s))
+            cur.execute(sql.SQL("CREATE INDEX IF NOT EXISTS bookmark_post_user_tweet ON {}.bookmark_post "
+                                "(user_id, tweet_id)").format(s))
+        self.conn.commit()
+        run.bind(self.conn)
+
+    def write(self, run: syncpoint.Run, user: str, posts: Sequence[dict[str, Any]]) -> int | None:
+        from psycopg import sql
+        from psycopg.types.json import Jsonb
+
+        if posts:
+            query = sql.SQL(
+                "INSERT INTO {}.bookmark_post (user_id, tweet_id, text, created_at, summary, data) "
+                "VALUES (%s, %s, %s, %s, %s, %s)"
+            ).format(sql.Identifier(self.schema))
+            with self.conn.cursor() as cur:
+                cur.executemany(query, [(user, p["id"], p.get("text"), p.get("created_at"), p.get("summary"),
+                                         Jsonb(p)) for p in posts])
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+class JsonlDestination:
+    """Lines appended and fsynced per page; cut back to the committed length on start (no duplicates).
+
+    The committed length is job state (``output_file:<path>``), committed with the cursors, so it holds across
+    users and across crawls appending to the same file; each task's cursor records it too (``bytes``).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.key = f"output_file:{path.resolve()}"
+        self._file: IO[bytes] | None = None
+
+    def open(self, run: syncpoint.Run) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        created = not self.path.exists()
+        self._file = open(self.path, "ab")  # noqa: SIM115 (closed in close())
+        size = os.fstat(self._file.fileno()).st_size
+        committed = run.state.get(self.key)
+        if committed is None:  # a file we never wrote: append after what is there (committed before we write)
+            run.state.set(self.key, size, commit=True)
+        elif size < int(str(committed)):
+            raise syncpoint.CorruptState(
+                f"{self.path} has {size} bytes but the checkpoint recorded {committed}: the file was changed "
+                "outside the crawler; use another --output-file or start over"
+            )
+        elif size > int(str(committed)):
+            log.info("%s: dropping %d byte(s) written after the last checkpoint", self.path, size - int(str(committed)))
+            self._file.truncate(int(str(committed)))
+            os.fsync(self._file.fileno())
+        if created:
+            _fsync_dir(self.path.parent)
+
+    def write(self, run: syncpoint.Run, user: str, posts: Sequence[dict[str, Any]]) -> int | None:
+        assert self._file is not None
+        if posts:
+            self._file.write(b"".join(json.dumps({"user_id": user, **p}, ensure_ascii=False).encode() + b"\n"
+                                      for p in posts))
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        size = os.fstat(self._file.fileno()).st_size
+        run.state.set(self.key, size)  # committed with this page's cursor
+        return size
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# -- the crawl -----------------------------------------------------------------------------------------------
+def summarize(text: str) -> str:
+    """A stand-in for the original's AI summary: the first sentence, at most 80 characters (no network)."""
+    first = text.split(". ")[0].strip()
+    return first if len(first) <= 80 else first[:79] + "…"
+
+
+def tweet_id(post: Any) -> int:
+    raw = post.get("id") if isinstance(post, dict) else None
+    if not isinstance(raw, str) or not raw.isdigit():
+        raise PermanentHttpError("GET", "bookmarks", "unexpected response shape", detail=f"bad tweet id {raw!r}")
+    return int(raw)
+
+
+class Crawler:
+    """One run's body: one isolated task per user."""
+
+    def __init__(self, run: syncpoint.Run, settings: Settings, dest: Destination, connect: Connect) -> None:
+        self.run = run
+        self.settings = settings
+        self.dest = dest
+        self.connect = connect
+
+    def execute(self) -> None:
+        self.dest.open(self.run)
+        try:
+            for task in self.run.tasks(self.settings.users):
+                # Like ``with task.isolated():``, but only the API's answers are isolated: a revoked token (401,
+                # not retryable) fails this user and the others go on. A failed destination or checkpoint commit
+                # must end the run: isolated() would swallow it, and after a failed bound commit the run keeps
+                # only its status, so the crawl would go on committing nothing and end "completed".
+                task.start()
+                try:
+                    self.crawl_user(task)
+                except HttpError as err:
+                    task.fail(err)
+                    log.warning("%s failed%s: %s", task.name, " (retryable)" if err.retryable else "", err)
+                else:
+                    task.complete()
+        finally:
+            self.dest.close()
+
+    def crawl_user(self, task: syncpoint.Task) -> None:
+        user = task.name
+        token = self.settings.tokens.get(user)
+        if token is None:
+            raise PermanentHttpError("GET", f"/users/{user}/bookmarks", "no token for this user in --tokens")
+        state = self.run.state
+        last = state.get(f"{user}.last_tweet_id")
+        stop_at = int(str(last)) if last is not None else None
+        cursor: dict[str, Any] = dict(task.cursor) if isinstance(task.cursor, dict) else {}
+        pages = syncpoint.TokenCursor(task)  # the next page's token, from the checkpoint
+        started = cursor.get("type") == "token"
+        newest: int | None = int(cursor["newest"]) if cursor.get("newest") is not None else None
+        taken = int(cursor.get("new", 0))
+        if not started or pages.token is not None:  # else: every page is in, only the bookkeeping is left
+            with self.connect(self.run, token) as client:
+                for page in paginate_cursor(
+                    client, f"/users/{user}/bookmarks", {"count": self.settings.page_size}, resume=pages.token,
+                    next_cursor=lambda d: d.get("next_cursor") if isinstance(d, dict) else None,
+                    items=lambda d: d["data"],
+                ):
+                    self.run.checkpoint()  # a stop asked for while the page was on its way: drop it
+                    fresh: list[dict[str, Any]] = []
+                    reached = False
+                    for post in page.items:
+                        if stop_at is not None and tweet_id(post) <= stop_at:  # as integers, never as strings
+                            reached = True
+                            break
+                        fresh.append(self.prepare(post))
+                    if fresh:
+                        top = max(tweet_id(p) for p in fresh)
+                        newest = top if newest is None else max(newest, top)
+                    size = self.dest.write(self.run, user, fresh)
+                    taken += len(fresh)
+                    nxt = None if reached else page.next_state
+                    task.set_cursor({"type": "token", "token": nxt, "newest": None if newest is None else str(newest),
+                                     "new": taken, "bytes": size}, pages=1, records=len(fresh))
+                    if reached:
+                        break
+        self.finish(user, newest, taken, stop_at)
+
+    def prepare(self, post: dict[str, Any]) -> dict[str, Any]:
+        post = {"id": post["id"], "text": post.get("text"), "created_at": post.get("created_at")}
+        if self.settings.enable_summarization and isinstance(post["text"], str):
+            post["summary"] = summarize(post["text"])
+        return post
+
+    def finish(self, user: str, newest: int | None, taken: int, stop_at: int | None) -> None:
+        """The user's crawl is whole: move their bookmarks (committed with the task's completion)."""
+        state = self.run.state
+        if newest is not None and (stop_at is None or newest > stop_at):
+            state.set(f"{user}.last_tweet_id", str(newest))  # a string: IDs exceed what JSON numbers hold safely
+        state.set(f"{user}.last_crawled_at", utcnow().isoformat())
+        state.set(f"{user}.bookmarks_count", int(str(state.get(f"{user}.bookmarks_count", 0))) + taken)
+        log.info("%s: %d new bookmark(s); last_tweet_id %s", user, taken, state.get(f"{user}.last_tweet_id"))
+        click.echo(f"crawled {user}: {taken} new")
+
+
+def read_tokens(path: Path) -> dict[str, str]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise click.UsageError(f"--tokens {path}: {exc}") from None
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+        raise click.UsageError(f"--tokens {path}: expected a JSON object of user → token")
+    return data
+
+
+# -- the command line ----------------------------------------------------------------------------------------
+@click.command(cls=syncpoint.Command, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--base-url", envvar="BOOKMARKS_API_URL", default=DEFAULT_BASE_URL, show_default=True,
+              help="The bookmarks API.")
+@click.option("--tokens", "tokens_file", type=click.Path(dir_okay=False, path_type=Path), envvar="BOOKMARKS_TOKENS",
+              required=True, help="JSON file mapping each user to their bearer token.")
+@click.option("--user", "users", multiple=True, help="Crawl only this user (repeatable; default: all in --tokens).")
+@click.option("--direct-import", is_flag=True, help="Insert into bookmark_post, committed with the checkpoint.")
+@click.option("--output-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="JSON Lines output without --direct-import (default bookmarks.jsonl).")
+@click.option("--enable-summarization", is_flag=True, help="Add a short summary to each bookmark.")
+@click.option("--page-size", type=click.IntRange(1, 100), default=100, show_default=True, help="Bookmarks per page.")
+@click.option("--dest-schema", default="public", show_default=True, help="Schema of the bookmark_post table.")
+@click.option("--database-url", envvar="DATABASE_URL", help="PostgreSQL URL; the store when --store is not given.")
+@click.option("--retry-wait", type=click.FloatRange(0, 60), default=1.0, show_default=True,
+              help="First backoff (seconds) before retrying a failed request.")
+@click.option("--job", "job_name", default=DEFAULT_JOB, show_default=True, help="Job name in the store.")
+@syncpoint.click_options
+def main(base_url: str, tokens_file: Path, users: tuple[str, ...], direct_import: bool, output_file: Path | None,
+         enable_summarization: bool, page_size: int, dest_schema: str, database_url: str | None,
+         retry_wait: float, job_name: str, sync: syncpoint.RunOptions) -> None:
+    """Crawl the bookmarks of every user in --tokens; incremental, resumable at the page."""
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    if direct_import and output_file is not None:
+        raise click.UsageError("--output-file and --direct-import exclude each other")
+    tokens = read_tokens(tokens_file)
+    chosen = users or tuple(sorted(tokens))
+    if not chosen:
+        raise click.UsageError(f"--tokens {tokens_file}: no users")
+    try:
+        sync = replace(sync, store=store_url(sync, database_url))
+    except syncpoint.UsageError as err:
+        raise click.UsageError(str(err)) from None
+    settings = Settings(
+        base_url.rstrip("/"), tokens, chosen, direct_import,
+        None if direct_import else (output_file or Path("bookmarks.jsonl")),
+        enable_summarization, page_size, dest_schema, retry_wait, job_name,
+    )
+    raise SystemExit(crawl(settings, sync))
+
+
+if __name__ == "__main__":
+    main()
