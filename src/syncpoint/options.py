@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import click
 
 from syncpoint.dates import parse_datetime
-from syncpoint.errors import UsageError
+from syncpoint.errors import SyncpointError, UsageError
 from syncpoint.names import check_run_id, check_value_name
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -179,7 +179,9 @@ def options_from_namespace(ns: argparse.Namespace) -> RunOptions:
 
 
 class Command(click.Command):
-    """A click command whose usage errors exit 64 (the documented code) instead of click's 2."""
+    """A click command whose usage errors exit 64 (the documented code) instead of click's 2, and whose
+    syncpoint errors raised outside ``Job.execute`` (a store that cannot be opened in ``Job(...)``) end as one
+    line and their own exit code, not a traceback."""
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("standalone_mode", True)
@@ -194,4 +196,7 @@ class Command(click.Command):
             raise SystemExit(64) from None
         except click.ClickException as err:
             err.show()
+            raise SystemExit(err.exit_code) from None
+        except SyncpointError as err:  # e.g. the store does not open in Job(...), before Job.execute
+            click.echo(f"{self.name or 'command'}: error: {err}", err=True)
             raise SystemExit(err.exit_code) from None

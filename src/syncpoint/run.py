@@ -90,6 +90,8 @@ class Run:
         self._item_limit = options.max_items if options.max_items is not None else float("inf")
         self._connection: object | None = None
         self._tainted = False
+        self._committed_at: datetime | None = None
+        self._lost_run = False
         self._set_deadline()
 
     # -- identity ------------------------------------------------------------------------------------
@@ -156,9 +158,10 @@ class Run:
             self.exit_code = code
             self._log_end(status)
         except SyncpointError as err:
+            if not (isinstance(self.error, SyncpointError) and str(self.error) == str(err)):
+                self.log.error("%s", err)  # the same error again (the final commit failed too): said once
             self.error = err
             self.exit_code = err.exit_code
-            self.log.error("%s", err)
         finally:
             self._release()
         return exc is None or isinstance(exc, (Exception, Stopped, KeyboardInterrupt))
@@ -186,7 +189,7 @@ class Run:
             return RunStatus.FAILED, EXIT_FAILED
         for task in self._tasks.values():
             if task.status is TaskStatus.IN_PROGRESS:
-                task.complete()
+                task._mark_complete()  # the body has returned: a signal arriving now stops nothing
         statuses = [t.record for t in self._tasks.values()]
         if any(t.status is TaskStatus.FAILED and t.retryable for t in statuses):
             self.record = replace(self.record, error="some tasks failed with retryable errors; resume to retry")
@@ -402,7 +405,9 @@ class Run:
         if not self._tainted:
             changes.phases.extend(self._dirty_phases)
             self.state._take_changes(changes)
+        self._confirm_lock()
         self._apply(changes)
+        self._committed_at = self.record.updated_at
         for task in dirty:
             task._committed()
             self._persisted_tasks.add(task.name)
@@ -413,6 +418,24 @@ class Run:
         self._items_since = self._pages_since = 0
         self._last_commit = time.monotonic()
         self._set_deadline()
+
+    def _confirm_lock(self) -> None:
+        """Before writing: a lock that can be lost (PostgreSQL, a terminated session) is re-checked.
+
+        If it was lost and re-taken, another process may have worked on the run meanwhile; if the stored run
+        changed since our last commit, writing our in-memory state over it would mix two writers' work.
+        """
+        if not self._lost_run:
+            if self._lock is None or self._lock.check():
+                return
+            stored = self.store.get_run(self.run_id)
+            if self._committed_at is None or (stored is not None and stored.updated_at == self._committed_at):
+                return
+            self._lost_run = True  # never write again, not even the run's final status
+        raise StoreError(
+            f"lost the lock on job {self.job.name!r} and run {self.run_id} was changed by another process "
+            "meanwhile; stopped without committing (resume to continue from its checkpoint)"
+        )
 
     def _apply(self, changes: ChangeSet) -> None:
         conn: Any = self._connection

@@ -95,8 +95,12 @@ class Task:
             )
 
     def complete(self) -> None:
-        self._update(status=TaskStatus.COMPLETE, error=None, retryable=False, completed_at=utcnow())
+        self._mark_complete()
         self.run._after_progress(items=0, pages=0)
+
+    def _mark_complete(self) -> None:
+        """Complete without the safe-point check: for the run's end, where a late signal must not stop it."""
+        self._update(status=TaskStatus.COMPLETE, error=None, retryable=False, completed_at=utcnow())
 
     def fail(self, error: BaseException | str, *, retryable: bool | None = None) -> None:
         """Mark the task failed; ``retryable`` defaults to the exception's own ``retryable`` attribute."""

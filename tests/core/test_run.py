@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -278,3 +279,19 @@ def test_corrupt_sqlite_file_is_reported_and_left_untouched(tmp_path: Path) -> N
         make_job(f"sqlite:{db}")
     assert "corrupt" in str(err.value) and str(db) in str(err.value) and "\n" not in str(err.value)
     assert db.read_bytes() == garbage
+
+
+def test_a_signal_after_the_body_returned_still_completes_the_run(url: str) -> None:
+    """Regression (signal campaign): SIGINT between the body's end and the final commit raised ``Stopped``
+    out of ``__exit__`` while it completed the open tasks, a traceback and exit 1. The work is done: the run
+    completes (exit 0) and nothing is left to resume."""
+    job = make_job(url)
+    with job.run() as run:
+        task = run.task("t")
+        task.start()
+        task.set_cursor({"page": 2}, pages=1, records=3)
+        signal.raise_signal(signal.SIGINT)  # the flag-only handler of the run: nothing raised here
+    assert run.exit_code == 0
+    latest = job.runs(limit=1)[0]
+    assert latest.status is RunStatus.COMPLETED
+    assert [t.status for t in run.task_snapshots()] == [TaskStatus.COMPLETE]

@@ -96,6 +96,11 @@ class JobLock(abc.ABC):
     def set_run(self, run_id: str) -> None:  # noqa: B027 - optional hook
         """Name the run the holder works on, once chosen, so ``lock_holder`` can tell which run is live."""
 
+    def check(self) -> bool:
+        """Before each commit: True if the lock was held all along; False if it was lost and re-taken (the
+        caller must then re-read what another process may have written). Local locks cannot be lost."""
+        return True
+
     def __enter__(self) -> JobLock:
         return self
 
