@@ -6,7 +6,8 @@ in ``src/``: the points are reached by wrapping the stores' own methods in this 
     before_apply   entering Store.apply / apply_in: the destination has the page, the checkpoint does not
     in_commit      inside the store's transaction: SQLite after the writes, before COMMIT; JSON after
                    pending.json (the intent) is written, before any operation; PostgreSQL after BEGIN and
-                   the first statements reached the server, before COMMIT
+                   the first statements reached the server, before COMMIT (commits with ledger rows: one
+                   without them is a single round trip, with no instant in between to kill at)
     mid_execute    JSON only: halfway through the intent's operations (temp files written, not renamed)
     compact_seg    JSON only: compaction wrote the new segment, meta.json not switched yet
     compact_sweep  JSON only: compaction switched meta.json, the old journal/segments not deleted yet

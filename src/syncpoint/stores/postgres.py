@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import socket
 import threading
 import time
@@ -222,13 +223,14 @@ class Queries:
                 plan.head.append((query, rows))
         keys = {(clear.run_id, clear.task): None for clear in changes.ledger_clears}
         tasks: dict[tuple[str, str], dict[tuple[int, str], LedgerRow]] = {}
-        for e in changes.ledger:  # a later entry for the same ID replaces an earlier one
-            batch = tasks.get((e.run_id, e.task))
+        # a later entry for the same ID replaces an earlier one; unpacked, not attribute reads: 10,000s per commit
+        for run_id, task, item_id, ok, error, retryable, kind_enum in changes.ledger:
+            batch = tasks.get((run_id, task))
             if batch is None:
-                batch = tasks[e.run_id, e.task] = {}
-                keys[e.run_id, e.task] = None
-            kind = int(e.kind)
-            batch[kind, e.item_id] = (kind, e.item_id, 0 if e.ok else 1 if e.retryable else 2, e.error)
+                batch = tasks[run_id, task] = {}
+                keys[run_id, task] = None
+            kind = _KIND_CODES[kind_enum]
+            batch[kind, item_id] = (kind, item_id, 0 if ok else 1 if retryable else 2, error)
         # sorted by (kind, item_id), unique (so None never meets str): near-sequential B-tree inserts
         plan.ledger = {key: sorted(batch.values()) for key, batch in tasks.items()}
         plan.task_keys, plan.clears = list(keys), list(changes.ledger_clears)
@@ -241,6 +243,9 @@ class Queries:
             rows = [(s.job, s.key, codec.dumps(s.value), s.updated_at) for s in changes.state]
             plan.tail.append((self.upsert_state, rows))
         return plan
+
+
+_KIND_CODES = {kind: int(kind) for kind in LedgerKind}
 
 
 @dataclass
@@ -326,6 +331,7 @@ class PostgresStore(Store):
         self._conflicts: dict[tuple[str, str], int] = {}
         self._orphans: list[ConnectionPool] = []  # pools inherited across fork: never used, never closed
         self._pid = os.getpid()
+        self.connection_losses = 0  # counted by _retrying; a lock re-checks itself after one
         with pgm.connect(self.target, autocommit=True) as conn, _translate(self.target):
             self._dbname = conn.info.dbname
             self._open_schema(conn, self.target.auto_migrate if migrate is None else migrate)
@@ -375,6 +381,7 @@ class PostgresStore(Store):
                     with pool.connection(timeout=max(deadline - time.monotonic(), 0.05)) as conn:
                         return fn(conn)
             except _Retry as retry:
+                self.connection_losses += 1
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise StoreUnavailable(self._gave_up(retry)) from None
@@ -431,41 +438,19 @@ class PostgresStore(Store):
     def _write(self, conn: Conn, plan: Plan, frame: tuple[str, str, tuple[str, ...]]) -> None:
         """Write ``plan`` between ``frame``'s begin and end statements (BEGIN/COMMIT or a savepoint).
 
-        Round trips: one for everything before the ledger rows (with the task-ID lookup), two per ledger
-        COPY, one for the rest and the commit; a change set without ledger entries takes one in all.
+        Round trips: a change set without ledger entries (a page of cursor progress) takes one in all;
+        with ledger entries, one for everything before the ledger rows (with the task-ID lookup), two per
+        ledger COPY, and one for the rest and the commit.
         """
         begin, end, abort = frame
-        cur = conn.cursor(row_factory=tuple_row)
-        lookup = conn.cursor(row_factory=tuple_row)
-        copies = [key for key, rows in plan.ledger.items() if len(rows) >= _COPY_MIN and self._copy_ok(key)]
         try:
+            if plan.task_keys:
+                self._write_with_ledger(conn, plan, begin, end)
+                return
+            cur = conn.cursor(row_factory=tuple_row)
             with conn.pipeline():
                 cur.execute(begin)
-                for query, rows in plan.head:
-                    cur.executemany(query, rows)
-                if plan.task_keys:
-                    keys = plan.task_keys
-                    lookup.execute(self.queries.task_ids, ([k[0] for k in keys], [k[1] for k in keys]))
-                for clear in plan.clears:
-                    cur.execute(self.queries.clear, (clear.run_id, clear.task, int(clear.kind)))
-                if copies:
-                    cur.execute(_SAVEPOINT)
-                task_ids = self._task_ids(lookup, plan.task_keys)  # the one sync so far
-            upserts = [key for key in plan.ledger if key not in copies]
-            for n, key in enumerate(copies):
-                if n:
-                    cur.execute(_SAVEPOINT)
-                if not self._copy(conn, task_ids[key], plan.ledger[key]):
-                    upserts.append(key)
-                    with self._mutex:
-                        self._conflicts[key] = _UPSERT_AFTER_CONFLICT
-            with conn.pipeline():
-                if copies:
-                    cur.execute(_RELEASE)
-                for key in upserts:
-                    columns = [list(column) for column in zip(*plan.ledger[key], strict=True)]
-                    cur.execute(self.queries.ledger_upsert, (task_ids[key], *columns))
-                for query, rows in plan.tail:
+                for query, rows in plan.head + plan.tail:
                     cur.executemany(query, rows)
                 cur.execute(end)
         except BaseException:
@@ -473,6 +458,39 @@ class PostgresStore(Store):
                 for statement in abort:
                     conn.execute(statement)
             raise
+
+    def _write_with_ledger(self, conn: Conn, plan: Plan, begin: str, end: str) -> None:
+        cur = conn.cursor(row_factory=tuple_row)
+        lookup = conn.cursor(row_factory=tuple_row)
+        copies = [key for key, rows in plan.ledger.items() if len(rows) >= _COPY_MIN and self._copy_ok(key)]
+        with conn.pipeline():
+            cur.execute(begin)
+            for query, rows in plan.head:
+                cur.executemany(query, rows)
+            keys = plan.task_keys
+            lookup.execute(self.queries.task_ids, ([k[0] for k in keys], [k[1] for k in keys]))
+            for clear in plan.clears:
+                cur.execute(self.queries.clear, (clear.run_id, clear.task, int(clear.kind)))
+            if copies:
+                cur.execute(_SAVEPOINT)
+            task_ids = self._task_ids(lookup, plan.task_keys)  # the one sync so far
+        upserts = [key for key in plan.ledger if key not in copies]
+        for n, key in enumerate(copies):
+            if n:
+                cur.execute(_SAVEPOINT)
+            if not self._copy(conn, task_ids[key], plan.ledger[key]):
+                upserts.append(key)
+                with self._mutex:
+                    self._conflicts[key] = _UPSERT_AFTER_CONFLICT
+        with conn.pipeline():
+            if copies:
+                cur.execute(_RELEASE)
+            for key in upserts:
+                columns = [list(column) for column in zip(*plan.ledger[key], strict=True)]
+                cur.execute(self.queries.ledger_upsert, (task_ids[key], *columns))
+            for query, rows in plan.tail:
+                cur.executemany(query, rows)
+            cur.execute(end)
 
     def _copy_ok(self, key: tuple[str, str]) -> bool:
         """False for a few batches after a COPY of this task's ledger met IDs already there."""
@@ -607,6 +625,7 @@ class PostgresJobLock(JobLock):
     def __init__(self, store: PostgresStore, job: str, run_id: str | None) -> None:
         self.store, self.job, self.run_id = store, job, run_id
         self.key = pgm.advisory_key(store.schema, job)
+        self._losses_seen = store.connection_losses
         self._conn: Conn | None = self._take()
 
     def _take(self) -> Conn:
@@ -648,6 +667,9 @@ class PostgresJobLock(JobLock):
         """
         if self._conn is None:
             raise StoreError(f"the lock on job {self.job!r} was released")
+        if not self._may_be_lost():
+            return True
+        self._losses_seen = self.store.connection_losses
         try:
             self._conn.execute("SELECT 1")
             return True
@@ -667,6 +689,20 @@ class PostgresJobLock(JobLock):
                     raise
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+    def _may_be_lost(self) -> bool:
+        """Whether to ask the server; called before every commit, so free in the common case.
+
+        The lock's session is idle between commits: the server sends it nothing unless it ends it (the
+        termination notice, then EOF), so a readable socket means trouble. A lost connection that left no
+        trace here (a network partition) also broke the store's own connections, which ``_retrying``
+        counts; after one, the next check asks the server.
+        """
+        assert self._conn is not None
+        if self._conn.closed or self.store.connection_losses != self._losses_seen:
+            return True
+        readable, _, _ = select.select([self._conn.fileno()], [], [], 0)
+        return bool(readable)
 
     def release(self) -> None:
         conn, self._conn = self._conn, None
