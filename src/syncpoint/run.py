@@ -34,7 +34,7 @@ from syncpoint.errors import (
     SyncpointError,
     UsageError,
 )
-from syncpoint.model import JSON, PhaseRecord, RunRecord, RunStatus, TaskRecord, TaskStatus, utcnow
+from syncpoint.model import JSON, MAX_ITEM_ID, PhaseRecord, RunRecord, RunStatus, TaskRecord, TaskStatus, utcnow
 from syncpoint.names import check_value_name
 from syncpoint.options import RunOptions
 from syncpoint.resume import choose_run
@@ -45,9 +45,6 @@ from syncpoint.task import Task
 
 if TYPE_CHECKING:
     from syncpoint.job import Job
-
-MAX_ITEM_ID = 1000
-
 
 @dataclass(frozen=True)
 class SavePolicy:
@@ -346,7 +343,7 @@ class Run:
             or (time.monotonic() - self._last_commit >= p.every_seconds and bool(self._dirty))
         )
 
-    def _after_progress(self, *, items: int, pages: int) -> None:
+    def _after_progress(self, items: int, pages: int) -> None:
         """Called after every recorded item or page: the hot path, so one clock read and a few compares."""
         self._items_since += items
         self._pages_since += pages
