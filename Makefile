@@ -29,7 +29,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_postgres.py
 
 soak: $(STAMP)
-	$(PY) -m pytest -q -s -m soak --run-soak tests/campaign
+	$(PY) -m pytest -q -s -m "soak or fuzz" --run-soak tests/campaign
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -11,6 +11,8 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,7 @@ from syncpoint.errors import SyncpointError
 from syncpoint.options import from_flags
 from syncpoint.stores import open_store
 
+pytestmark = pytest.mark.fuzz  # make soak selects it: -m "soak or fuzz"
 SOAK = os.environ.get("SYNCPOINT_FUZZ_SOAK") == "1"
 CLI_CODES = {0, 1, 2, 64, 75, 130, 143}
 NASTY = ["../x", "../../etc/passwd", "a/../../b", "/abs/path", "a\x00b", "line\nbreak", "tab\tx", "x" * 10_000,
@@ -37,6 +40,19 @@ URLS = ["postgresql://127.0.0.1:1/x", "postgresql://", "postgresql://u:pw@[::1/x
         "sqlite:/proc/nope/x.db", "json:/proc/self/nope", "mysql://x", "sqlite:x.db?sync=maybe",
         "sqlite:x.db?evil=1", "postgresql://127.0.0.1:1/x?schema=a;b", "postgresql://h/x?retry=-1",
         "postgresql://h/x?migrate=perhaps", "\x00", "json:\x00", "sqlite:a\nb.db"]
+
+
+TRIED: Counter[str] = Counter()  # inputs tried per test, printed (and written to the soak report) at the end
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report_inputs_tried() -> Iterator[None]:
+    yield
+    total = sum(TRIED.values())
+    print(f"\nfuzz: {total:,} inputs tried ({', '.join(f'{k} {v:,}' for k, v in sorted(TRIED.items()))})")
+    if SOAK:
+        path = Path(os.environ.get("SYNCPOINT_SOAK_REPORT", "soak-report.json")).with_suffix(".fuzz.json")
+        path.write_text(json.dumps({"kind": "fuzz", "inputs": total, "by_test": dict(TRIED)}, indent=2) + "\n")
 
 
 def _examples(default: int, soak: int) -> settings:
@@ -84,8 +100,9 @@ COMMANDS = [
 
 @pytest.mark.timeout(30 * 60)
 @given(name=names, which=st.integers(0, len(COMMANDS) - 1))
-@_examples(150, 6000)
+@_examples(150, 6500)
 def test_cli_names(workspace: tuple[Path, str], name: str, which: int) -> None:
+    TRIED["cli_names"] += 1
     cwd, url = workspace
     before = _tree(cwd)
     code, out = _invoke(["--store", url, *COMMANDS[which](name)], cwd)
@@ -98,6 +115,7 @@ def test_cli_names(workspace: tuple[Path, str], name: str, which: int) -> None:
                      st.text(max_size=60)))
 @_examples(60, 2000)
 def test_cli_store_urls(workspace: tuple[Path, str], url: str) -> None:
+    TRIED["cli_store_urls"] += 1
     cwd, _ = workspace
     before = _tree(cwd)
     code, out = _invoke(["--store", url, "runs", "list"], cwd)
@@ -109,6 +127,7 @@ def test_cli_store_urls(workspace: tuple[Path, str], url: str) -> None:
 @given(job=names, task=names, key=names)
 @_examples(80, 1500)
 def test_api_names(tmp_path_factory: pytest.TempPathFactory, job: str, task: str, key: str) -> None:
+    TRIED["api_names"] += 1
     cwd = tmp_path_factory.mktemp("api")
     url = f"json:{cwd / 'cp'}"
     try:
@@ -130,6 +149,7 @@ def test_api_names(tmp_path_factory: pytest.TempPathFactory, job: str, task: str
        end=st.one_of(st.sampled_from(DATES), st.text(max_size=30)))
 @_examples(100, 500)
 def test_dates(start: str, end: str) -> None:
+    TRIED["dates"] += 1
     try:
         from_flags(start=start, end=end)
     except SyncpointError as err:
@@ -140,6 +160,7 @@ def test_dates(start: str, end: str) -> None:
                         st.just({"a": object()}), st.just({(1, 2): 3}), st.just(complex(1, 2))))
 @_examples(20, 100)
 def test_cursor_not_json(tmp_path_factory: pytest.TempPathFactory, cursor: object) -> None:
+    TRIED["cursor_not_json"] += 1
     url = f"sqlite:{tmp_path_factory.mktemp('cur') / 'x.db'}"
     job = syncpoint.Job("cursors", store=url)
     try:
@@ -159,6 +180,7 @@ WRONG = [None, 1, "x", [], {}, True, 1.5, {"nested": [1]}]
                               "run", "phases"]), value=st.sampled_from(WRONG))
 @_examples(60, 400)
 def test_hand_edited_checkpoint_json(tmp_path_factory: pytest.TempPathFactory, field: str, value: object) -> None:
+    TRIED["hand_edited_checkpoint_json"] += 1
     root = tmp_path_factory.mktemp("edit")
     url = f"json:{root / 'cp'}"
     job = syncpoint.Job("edited", store=url)
