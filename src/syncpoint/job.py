@@ -9,11 +9,12 @@ from datetime import timedelta
 from typing import Any
 
 from syncpoint import codec
-from syncpoint.errors import SyncpointError, UsageError
+from syncpoint.errors import EXIT_SIGINT, EXIT_SIGTERM, SyncpointError, UsageError
 from syncpoint.model import RunRecord, RunStatus, StateEntry, utcnow
 from syncpoint.names import check_job_name, check_run_id
 from syncpoint.options import RunOptions
 from syncpoint.run import Run, SavePolicy
+from syncpoint.signals import exit_at_once_on_signal
 from syncpoint.stores import open_store
 from syncpoint.stores.base import ChangeSet, StateDelete, Store
 
@@ -79,10 +80,15 @@ class Job:
             with self.run(options) as run, track(run, options):
                 body(run)
             assert run.exit_code is not None
+            if run.exit_code in (EXIT_SIGINT, EXIT_SIGTERM):
+                exit_at_once_on_signal()  # the program is on its way out: a second Ctrl+C must not trace back
             return run.exit_code
         except SyncpointError as err:
             log.error("%s", err)
             return err.exit_code
+        except KeyboardInterrupt:  # a second Ctrl+C in the instant between the run's end and the line above
+            exit_at_once_on_signal()
+            return EXIT_SIGINT
 
     # -- history -------------------------------------------------------------------------------------
     def runs(self, statuses: Sequence[RunStatus] | None = None, limit: int | None = None) -> list[RunRecord]:

@@ -8,8 +8,10 @@ commit is atomic: the store holds the last committed, consistent state whatever 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sys
 import threading
 from types import FrameType, TracebackType
 from typing import Any
@@ -54,3 +56,24 @@ class SignalWatch:
         for sig, previous in self._previous.items():
             signal.signal(sig, previous)
         self._previous.clear()
+
+
+def exit_at_once_on_signal() -> None:
+    """After a run that a signal stopped, while the program winds down: another signal exits at once.
+
+    The run restored the previous handlers when it ended, so a second Ctrl+C arriving while the process
+    exits (joining threads, closing stores) would otherwise end in Python's ``KeyboardInterrupt`` traceback.
+    The promise is the one made during the run: the second signal exits at once with 130 (143 for
+    SIGTERM), the last commit stands, no traceback. Standard streams are flushed first, best effort.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def _exit(signum: int, frame: FrameType | None) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(exit_code_for(signum))
+
+    for sig in WATCHED:
+        signal.signal(sig, _exit)

@@ -30,6 +30,22 @@ def all_ids(total: int) -> set[str]:
     return {r[0] for r in source(total, 7)}
 
 
+def test_second_signal_while_the_program_winds_down_exits_130_without_a_traceback(tmp_path: Path) -> None:
+    """Regression (signal soak): the run had stopped on the first SIGINT and restored the previous handlers;
+    a second SIGINT while Python waited for threads at exit ended in a KeyboardInterrupt traceback."""
+    child = Child(job_args("sqlite", tmp_path, "page", "--gate", "--linger"))
+    child.expect("READY")
+    child.send()
+    child.expect("PAGE 0")
+    child.proc.send_signal(signal.SIGINT)
+    child.send()  # to the next safe point, where the run stops
+    assert child.expect("EXITING") == "EXITING 130"
+    child.proc.send_signal(signal.SIGINT)
+    returncode, stderr = child.finish()
+    assert returncode == 130, stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+
+
 @pytest.mark.parametrize("kind", EMBEDDED_STORES)
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])

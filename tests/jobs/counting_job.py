@@ -6,13 +6,16 @@ Destination: ``--dest``, one line per record written (flushed before the checkpo
 
 Modes: ``page`` (page-number cursor), ``items`` (item ledger), ``watermark`` (newest-first watermark with
 an inclusive ``end`` filter, as the DIP API offers). ``--gate`` makes the job wait for a line on stdin
-before each page, so a test can send a signal at an exact point without sleeping.
+before each page, so a test can send a signal at an exact point without sleeping. ``--linger`` keeps the
+process from exiting after the run ended (a non-daemon thread waits for stdin to close), so a test can
+signal it while it winds down.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import threading
 from datetime import datetime, timedelta, timezone
 
 import click
@@ -40,11 +43,12 @@ def say(text: str) -> None:
 @click.option("--tie", type=int, default=7)
 @click.option("--dest", required=True)
 @click.option("--gate", is_flag=True)
+@click.option("--linger", is_flag=True)
 @click.option("--commit-items", type=int, default=1000)
 @click.option("--job", "job_name", default="counting")
 @click.option("--fail-at", type=int, default=None, help="raise an error when this record is reached")
 @syncpoint.click_options
-def main(mode: str, total: int, page_size: int, tie: int, dest: str, gate: bool, commit_items: int,
+def main(mode: str, total: int, page_size: int, tie: int, dest: str, gate: bool, linger: bool, commit_items: int,
          job_name: str, fail_at: int | None, sync: syncpoint.RunOptions) -> None:
     policy = syncpoint.SavePolicy(every_items=commit_items, every_pages=1, every_seconds=3600)
     job = syncpoint.Job.from_options(job_name, {"mode": mode, "total": total, "tie": tie}, sync,
@@ -100,7 +104,11 @@ def main(mode: str, total: int, page_size: int, tie: int, dest: str, gate: bool,
                     say(f"PAGE {start // page_size}")
         say("DONE")
 
-    raise SystemExit(job.execute(sync, body))
+    code = job.execute(sync, body)
+    if linger:  # like a program whose worker threads still finish while it exits
+        threading.Thread(target=sys.stdin.read).start()
+        say(f"EXITING {code}")
+    raise SystemExit(code)
 
 
 if __name__ == "__main__":
