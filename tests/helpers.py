@@ -1,32 +1,70 @@
-"""Shared test helpers: running the example job as a real subprocess and talking to it through pipes."""
+"""Shared test helpers: running the example job as a real subprocess and talking to it through pipes, and
+reaching the test PostgreSQL server.
+
+PostgreSQL: ``SYNCPOINT_TEST_POSTGRES_URL`` (default ``postgresql://postgres@127.0.0.1:5432/test``). An
+unreachable server skips the tests that need it, unless ``SYNCPOINT_REQUIRE_POSTGRES=1`` (set by
+``.ci/run``), which fails them.
+"""
 
 from __future__ import annotations
 
-import importlib.util
+import functools
 import os
 import selectors
 import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 COUNTING_JOB = ROOT / "tests" / "jobs" / "counting_job.py"
+PG_URL = os.environ.get("SYNCPOINT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REQUIRE_PG = os.environ.get("SYNCPOINT_REQUIRE_POSTGRES") == "1"
 
 
-def has_jsondir() -> bool:
-    return importlib.util.find_spec("syncpoint.stores.jsondir") is not None
+def with_query(url: str, **options: str) -> str:
+    """``url`` with query options added or replaced (``schema=``, ``retry=``, libpq's own)."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in options] + list(options.items())
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-EMBEDDED_STORES = [
-    pytest.param("sqlite", id="sqlite"),
-    pytest.param(
-        "json", id="json",
-        marks=pytest.mark.skipif(not has_jsondir(), reason="JSON-directory store not built yet"),
-    ),
-]
+@functools.cache
+def pg_problem() -> str | None:
+    """Why the PostgreSQL tests cannot run here, or None."""
+    import psycopg
+
+    from syncpoint.stores import mask_url
+
+    try:
+        psycopg.connect(PG_URL, connect_timeout=3).close()
+    except psycopg.Error as exc:
+        return f"PostgreSQL at {mask_url(PG_URL)} is unreachable: {str(exc).strip().splitlines()[0]}"
+    return None
+
+
+def require_pg() -> str:
+    """The server's URL; skips the test if it is unreachable, or fails it under SYNCPOINT_REQUIRE_POSTGRES=1."""
+    problem = pg_problem()
+    if problem:
+        if REQUIRE_PG:
+            pytest.fail(f"{problem} (SYNCPOINT_REQUIRE_POSTGRES=1)")
+        pytest.skip(problem)
+    return PG_URL
+
+
+def drop_pg_schema(name: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+
+
+EMBEDDED_STORES = [pytest.param("sqlite", id="sqlite"), pytest.param("json", id="json")]
 
 
 def store_url(kind: str, tmp_path: Path) -> str:

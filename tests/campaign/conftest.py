@@ -10,17 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import require_pg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 @pytest.fixture
 def pg_ready() -> str:
-    from crashloop import PG_URL, REQUIRE_PG, pg_problem
-
-    problem = pg_problem()
-    if problem:
-        if REQUIRE_PG:
-            pytest.fail(f"{problem} (SYNCPOINT_REQUIRE_POSTGRES=1)")
-        pytest.skip(problem)
-    return PG_URL
+    return require_pg()

@@ -10,7 +10,6 @@ checkpoint's transaction (PostgreSQL, ``Run.bind``) zero duplicates; the store o
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
 import random
@@ -23,14 +22,16 @@ import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+from helpers import PG_URL, REQUIRE_PG, drop_pg_schema, pg_problem, with_query  # noqa: E402
+from helpers import store_url as embedded_store_url  # noqa: E402
+
+__all__ = ["PG_URL", "REQUIRE_PG", "drop_pg_schema", "pg_problem", "with_query"]  # re-exported to the tests
+
 HOOKED_JOB = ROOT / "tests" / "jobs" / "hooked_job.py"
 PG_DEST_JOB = ROOT / "tests" / "jobs" / "pg_dest_job.py"
-PG_URL = os.environ.get("SYNCPOINT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-REQUIRE_PG = os.environ.get("SYNCPOINT_REQUIRE_POSTGRES") == "1"
-
 POINTS = {
     "sqlite": ["before_apply", "in_commit"],
     "json": ["before_apply", "in_commit", "mid_execute", "compact_seg", "compact_sweep"],
@@ -38,23 +39,6 @@ POINTS = {
 }
 MODES = ["page", "items", "watermark"]
 JSON_JOURNAL_LIMIT = "25"  # compaction every few commits in the small jobs of the loop
-
-
-def with_query(url: str, **options: str) -> str:
-    parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in options] + list(options.items())
-    return urlunsplit(parts._replace(query=urlencode(query)))
-
-
-@functools.lru_cache(maxsize=1)
-def pg_problem() -> str | None:
-    import psycopg
-
-    try:
-        psycopg.connect(PG_URL, connect_timeout=3).close()
-    except psycopg.Error as exc:
-        return f"PostgreSQL unreachable: {str(exc).strip().splitlines()[0]}"
-    return None
 
 
 def pg_exec(query: str, *args: object, fetch: bool = False) -> list[tuple[object, ...]]:
@@ -73,21 +57,14 @@ def new_pg_schema() -> str:
     return name
 
 
-def drop_pg_schema(name: str) -> None:
-    pg_exec(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-
-
 def store_url(backend: str, workdir: Path, schema: str | None = None) -> str:
-    if backend == "sqlite":
-        return f"sqlite:{workdir / 'cp' / 'syncpoint.db'}"
-    if backend == "json":
-        return f"json:{workdir / 'cp'}"
+    if backend != "postgres":
+        return embedded_store_url(backend, workdir)
     assert schema is not None
     return with_query(PG_URL, schema=schema, retry="5")
 
 
 def source_ids(total: int) -> list[str]:
-    sys.path.insert(0, str(ROOT / "tests"))
     from jobs.counting_job import source
 
     return [r[0] for r in source(total, 7)]

@@ -1,15 +1,12 @@
 """Helpers for the ``syncpoint`` command's tests: stores of each kind, sample data, ways to run the CLI.
 
-Stores: ``sqlite`` always; ``json`` once ``syncpoint.stores.jsondir`` is importable; ``postgres`` once
-``syncpoint.stores.postgres`` is importable and the server at ``SYNCPOINT_TEST_POSTGRES_URL`` answers —
-unless ``SYNCPOINT_REQUIRE_POSTGRES=1``, which turns "not available" into a failure. Each PostgreSQL test
-gets a fresh schema (``?schema=``), dropped afterwards.
+Stores: ``sqlite``, ``json`` and ``postgres`` (see ``helpers.require_pg``: skipped without a server, failed
+under ``SYNCPOINT_REQUIRE_POSTGRES=1``). Each PostgreSQL test gets a fresh schema (``?schema=``), dropped
+afterwards.
 """
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import os
 import selectors
 import subprocess
@@ -21,57 +18,19 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from helpers import PG_URL, drop_pg_schema, require_pg, with_query
 
 import syncpoint
 from syncpoint.stores.base import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 APPS = Path(__file__).resolve().parent / "apps"
-PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
 KINDS = ("sqlite", "json", "postgres")
 
 
-def pg_base_url() -> str:
-    return os.environ.get("SYNCPOINT_TEST_POSTGRES_URL", PG_DEFAULT)
-
-
-def pg_required() -> bool:
-    return os.environ.get("SYNCPOINT_REQUIRE_POSTGRES") == "1"
-
-
-@functools.cache
-def pg_problem() -> str | None:
-    """Why PostgreSQL tests cannot run here, or None."""
-    if importlib.util.find_spec("syncpoint.stores.postgres") is None:
-        return "PostgreSQL store (syncpoint.stores.postgres) not built yet"
-    try:
-        import psycopg
-
-        with psycopg.connect(pg_base_url(), connect_timeout=3):
-            pass
-    except Exception as exc:
-        return f"PostgreSQL not reachable at {syncpoint.stores.mask_url(pg_base_url())}: {exc}"
-    return None
-
-
-def backend_problem(kind: str) -> str | None:
-    if kind == "json" and importlib.util.find_spec("syncpoint.stores.jsondir") is None:
-        return "JSON-directory store (syncpoint.stores.jsondir) not built yet"
-    if kind == "postgres":
-        return pg_problem()
-    return None
-
-
 def need(kind: str) -> None:
-    problem = backend_problem(kind)
-    if problem is not None:
-        if kind == "postgres" and pg_required():
-            pytest.fail(f"SYNCPOINT_REQUIRE_POSTGRES=1 but {problem}")
-        pytest.skip(problem)
-
-
-def _with_schema(url: str, schema: str) -> str:
-    return f"{url}{'&' if '?' in url else '?'}schema={schema}"
+    if kind == "postgres":
+        require_pg()
 
 
 class Stores:
@@ -91,16 +50,13 @@ class Stores:
             return f"json:{self.tmp_path / f'json{self.count}'}"
         schema = f"cli_{uuid.uuid4().hex[:12]}"
         self.schemas.append(schema)
-        return _with_schema(pg_base_url(), schema)
+        return with_query(PG_URL, schema=schema)
 
     def cleanup(self) -> None:
         if not self.schemas:
             return
-        import psycopg
-
-        with psycopg.connect(pg_base_url(), autocommit=True) as conn:
-            for schema in self.schemas:
-                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        for schema in self.schemas:
+            drop_pg_schema(schema)
 
 
 # -- running the command ---------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from cli_helpers import clean_env, need, opened, pg_base_url, populate, sp
+from cli_helpers import clean_env, need, opened, populate, sp
 from click.testing import Result
 
 
@@ -138,4 +138,3 @@ def test_db_commands_on_postgres(stores: object, invoke: Callable[..., Result]) 
     assert "up to date" in text.stdout
     with opened(url) as store:
         assert store.list_runs() == []
-    assert pg_base_url()

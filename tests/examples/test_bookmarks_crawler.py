@@ -23,6 +23,7 @@ from typing import Any
 import psycopg
 import pytest
 from ex_support import ROOT, PageWatch, load_example, python, run_program
+from helpers import PG_URL, drop_pg_schema, require_pg, with_query
 from psycopg import sql
 
 import syncpoint
@@ -34,7 +35,6 @@ pytestmark = pytest.mark.postgres
 
 CRAWLER = ROOT / "examples" / "bookmarks_crawler.py"
 bc = load_example(CRAWLER)
-PG_URL = os.environ.get("SYNCPOINT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 USERS = {"alice": 120, "bob": 150, "carol": 60}
 JOB = "twitter-bookmarks"
 
@@ -56,21 +56,15 @@ class WatchedBookmarks(BookmarksServer):
 
 @pytest.fixture
 def schema() -> Iterator[str]:
-    try:
-        psycopg.connect(PG_URL, connect_timeout=3).close()
-    except psycopg.Error as exc:
-        if os.environ.get("SYNCPOINT_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"PostgreSQL unreachable: {exc} (SYNCPOINT_REQUIRE_POSTGRES=1)")
-        pytest.skip(f"PostgreSQL unreachable: {str(exc).strip().splitlines()[0]}")
+    require_pg()
     name = f"bm_test_{uuid.uuid4().hex}"
     yield name
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+    drop_pg_schema(name)
 
 
 @pytest.fixture
 def store(schema: str) -> str:
-    return f"{PG_URL}?schema={schema}"
+    return with_query(PG_URL, schema=schema)
 
 
 @pytest.fixture

@@ -11,10 +11,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from ex_support import ROOT, PageWatch, python, run_program
-from psycopg import sql
+from helpers import drop_pg_schema, require_pg, with_query
 
 import syncpoint
 from syncpoint.model import RunStatus
@@ -23,7 +22,6 @@ from syncpoint.testing.prices_server import PricesServer
 
 DAILY = ROOT / "examples" / "daily_stock_sync.py"
 DAY = "2026-11-23"
-PG_URL = os.environ.get("SYNCPOINT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 class WatchedPrices(PricesServer):
@@ -152,17 +150,9 @@ def test_attempts_exhausted_exits_1(tmp_path: Path) -> None:
 
 @pytest.fixture
 def pg_store() -> Any:
-    try:
-        psycopg.connect(PG_URL, connect_timeout=3).close()
-    except psycopg.Error as exc:
-        message = f"PostgreSQL unreachable: {str(exc).strip().splitlines()[0]}"
-        if os.environ.get("SYNCPOINT_REQUIRE_POSTGRES") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
     schema = f"sp_test_{uuid.uuid4().hex}"
-    yield f"{PG_URL}{'&' if '?' in PG_URL else '?'}schema={schema}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+    yield with_query(require_pg(), schema=schema)
+    drop_pg_schema(schema)
 
 
 @pytest.mark.postgres

@@ -14,53 +14,17 @@ from __future__ import annotations
 import functools
 import importlib
 import itertools
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import psycopg
 import pytest
-from psycopg import sql
+from helpers import PG_URL, drop_pg_schema, require_pg, with_query
 
-from syncpoint.stores import mask_url
 from syncpoint.stores.base import Store
 
-PG_URL = os.environ.get("SYNCPOINT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-REQUIRE_PG = os.environ.get("SYNCPOINT_REQUIRE_POSTGRES") == "1"
 PG_RETRY = 3.0  # seconds a test store retries a lost connection
-
-
-def with_query(url: str, **options: str) -> str:
-    """``url`` with query options added or replaced."""
-    parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in options] + list(options.items())
-    return urlunsplit(parts._replace(query=urlencode(query)))
-
-
-@functools.lru_cache(maxsize=1)
-def _pg_problem() -> str | None:
-    try:
-        psycopg.connect(PG_URL, connect_timeout=3).close()
-    except psycopg.Error as exc:
-        return f"PostgreSQL at {mask_url(PG_URL)} is unreachable: {str(exc).strip().splitlines()[0]}"
-    return None
-
-
-def require_pg() -> str:
-    problem = _pg_problem()
-    if problem:
-        if REQUIRE_PG:
-            pytest.fail(f"{problem} (SYNCPOINT_REQUIRE_POSTGRES=1)")
-        pytest.skip(problem)
-    return PG_URL
-
-
-def drop_schema(name: str) -> None:
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
 
 
 class SchemaPool:
@@ -77,7 +41,7 @@ class SchemaPool:
 
     def drop_all(self) -> None:
         for name in self.names:
-            drop_schema(name)
+            drop_pg_schema(name)
 
 
 @pytest.fixture

@@ -20,10 +20,11 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
+from helpers import with_query
 from psycopg import sql
 
 from syncpoint.errors import InvalidName, JobLocked, SchemaTooNew, StoreError, StoreUnavailable
@@ -114,12 +115,6 @@ def proxy(pg_url: str) -> Iterator[Proxy]:
     p.start()
     yield p
     p.stop()
-
-
-def with_query(url: str, **options: str) -> str:
-    parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in options] + list(options.items())
-    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 def via(url: str, port: int, password: str | None = SECRET) -> str:
