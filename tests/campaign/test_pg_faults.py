@@ -40,7 +40,7 @@ def _url(schema: str, app: str) -> str:
 
 
 def _terminate(app: str) -> int:
-    rows = pg_exec("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s",
+    rows = pg_exec("SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity WHERE application_name = %s",
                    app, fetch=True)
     return int(rows[0][0])  # type: ignore[arg-type]
 
@@ -79,7 +79,7 @@ def test_a_lost_lock_is_rechecked_before_the_next_commit(schema: str, tmp_path: 
     first.expect("PAGE 0")
     # Terminate only the lock's backend (the one holding the advisory lock).
     killed = pg_exec(
-        "SELECT count(pg_terminate_backend(a.pid)) FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid "
+        "SELECT count(pg_terminate_backend(a.pid, 5000)) FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid "
         "WHERE a.application_name = %s AND l.locktype = 'advisory'", first_app, fetch=True)
     assert killed[0][0] == 1
     second = subprocess.run([sys.executable, *_job(_url(schema, "spf_second"), dest, "--resume")],
@@ -117,7 +117,7 @@ def test_bound_destination_connection_terminated(schema: str) -> None:
             for i in range(7):
                 conn.execute(insert, ("bound", str(i)))
                 task.item_done(str(i))
-            pg_exec("SELECT pg_terminate_backend(%s)", conn.info.backend_pid)
+            pg_exec("SELECT pg_terminate_backend(%s, 5000)", conn.info.backend_pid)
         # The final commit in __exit__ met the dead connection: one error, exit 1, no exception.
         assert run.exit_code == 1
         assert "bound destination connection failed" in str(run.error)

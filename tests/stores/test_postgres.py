@@ -138,9 +138,10 @@ def marks(run_id: str, ids: list[str]) -> ChangeSet:
 
 
 def terminate(url: str, application_name: str) -> int:
+    """Terminate the sessions named ``application_name`` and wait (up to 5 s) until they are gone."""
     with psycopg.connect(url, autocommit=True) as conn:
         rows = conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE application_name = %s",
             (application_name,),
         ).fetchall()
     return len(rows)

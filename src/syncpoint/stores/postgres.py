@@ -660,6 +660,9 @@ class PostgresJobLock(JobLock):
     def check(self) -> bool:
         """Confirm the lock before a commit: True if held all along, False if it was lost and re-taken.
 
+        Free while nothing happened (see ``_may_be_lost``): the lock is held until the server ends its
+        session, and a session the server ended has said so on the socket.
+
         After a lost connection (server restart, terminated backend) the lock is re-taken within the
         store's ``retry_for``; if another process took it meanwhile this raises ``JobLocked``, and if the
         server stays unreachable, ``StoreUnavailable``. On False, re-read the run's state before trusting
