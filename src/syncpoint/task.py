@@ -184,7 +184,7 @@ class Task:
             item_id.__class__ is str and 0 < len(item_id) <= MAX_ITEM_ID and item_id not in pending
             and self._base.status is TaskStatus.IN_PROGRESS and item_id not in self._retrying
         ):  # the common case, a new ID, in a few compares: this runs once per item of every sync
-            pending[item_id] = LedgerEntry(self.run.run_id, self._base.name, item_id, True)
+            pending[item_id] = LedgerEntry(self._base.run_id, self._base.name, item_id, True)
             self._ok += 1
             if not self._stale:
                 self._touch()

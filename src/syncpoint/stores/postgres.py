@@ -229,7 +229,7 @@ class Queries:
             if batch is None:
                 batch = tasks[run_id, task] = {}
                 keys[run_id, task] = None
-            kind = _KIND_CODES[kind_enum]
+            kind = int(kind_enum)
             batch[kind, item_id] = (kind, item_id, 0 if ok else 1 if retryable else 2, error)
         # sorted by (kind, item_id), unique (so None never meets str): near-sequential B-tree inserts
         plan.ledger = {key: sorted(batch.values()) for key, batch in tasks.items()}
@@ -245,7 +245,6 @@ class Queries:
         return plan
 
 
-_KIND_CODES = {kind: int(kind) for kind in LedgerKind}
 
 
 @dataclass
