@@ -116,9 +116,10 @@ class Watermark:
         cursor = {"type": "watermark", "order": self.order, "value": _encode(self.value), "value_type": self._type}
         self.task._progress(cursor, pages=0, records=1, items=1)
 
-    def page_done(self, records: int = 0) -> None:
-        """Count one page (the save policy commits every page by default); call it after the page's rows."""
-        self.task.set_cursor(self.task.cursor, pages=1, records=records)
+    def page_done(self) -> None:
+        """Count one page (the save policy commits every page by default); call it after the page's rows.
+        Its records were counted one by one by ``advance``."""
+        self.task.set_cursor(self.task.cursor, pages=1)
 
     def _beyond(self, value: WatermarkValue) -> bool:
         assert self.value is not None

@@ -83,6 +83,7 @@ class Run:
         self._signals = SignalWatch()
         self._lock: JobLock | None = None
         self._items_since = self._pages_since = self._items_total = 0
+        self._records_total = 0  # records reported by cursors; the item budget counts the larger of the two
         self._last_commit = self._started = time.monotonic()
         self._item_limit = options.max_items if options.max_items is not None else float("inf")
         self._connection: object | None = None
@@ -322,7 +323,7 @@ class Run:
         if self._signals.received is not None:
             return f"stopped by {self._signals.name}", exit_code_for(self._signals.received)
         limit = self.options.max_items
-        if limit is not None and self._items_total >= limit:
+        if limit is not None and self._budget_used() >= limit:
             return f"item budget of {limit} reached", EXIT_PARTIAL
         seconds = self.options.max_seconds
         if seconds is not None and time.monotonic() - self._started >= seconds:
@@ -333,7 +334,13 @@ class Run:
         limit = self.options.max_items
         seconds = self.options.max_seconds
         timed_out = seconds is not None and time.monotonic() - self._started >= seconds
-        return not timed_out and limit is not None and self._items_total <= limit
+        return not timed_out and limit is not None and self._budget_used() <= limit
+
+    def _budget_used(self) -> int:
+        """Work done in this invocation, for ``max_items``: items recorded (ledger, watermark) or records
+        reported by cursors (``done(page, records=N)``), whichever is larger, so a sync that does both is
+        not counted twice and a page-cursor sync is bounded too."""
+        return max(self._items_total, self._records_total)
 
     def _commit_due(self) -> bool:
         p = self.policy
@@ -343,14 +350,16 @@ class Run:
             or (time.monotonic() - self._last_commit >= p.every_seconds and bool(self._dirty))
         )
 
-    def _after_progress(self, items: int, pages: int) -> None:
+    def _after_progress(self, items: int, pages: int, records: int = 0) -> None:
         """Called after every recorded item or page: the hot path, so one clock read and a few compares."""
         self._items_since += items
         self._pages_since += pages
         self._items_total += items
+        self._records_total += records
         if (
             self._signals.received is not None
             or self._items_total > self._item_limit
+            or self._records_total > self._item_limit
             or self._items_since >= self.policy.every_items
             or self._pages_since >= self.policy.every_pages
             or time.monotonic() >= self._deadline

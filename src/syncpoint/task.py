@@ -96,7 +96,7 @@ class Task:
 
     def complete(self) -> None:
         self._mark_complete()
-        self.run._after_progress(items=0, pages=0)
+        self.run._after_progress(0, 0)
 
     def _mark_complete(self) -> None:
         """Complete without the safe-point check: for the run's end, where a late signal must not stop it."""
@@ -154,7 +154,7 @@ class Task:
         self._pages += pages
         self._records += records
         self._touch()
-        self.run._after_progress(items=items, pages=pages)
+        self.run._after_progress(items, pages, records)
 
     def page_cursor(self, first: int = 1) -> PageCursor:
         from syncpoint.cursors import PageCursor

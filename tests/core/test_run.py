@@ -295,3 +295,38 @@ def test_a_signal_after_the_body_returned_still_completes_the_run(url: str) -> N
     latest = job.runs(limit=1)[0]
     assert latest.status is RunStatus.COMPLETED
     assert [t.status for t in run.task_snapshots()] == [TaskStatus.COMPLETE]
+
+
+def test_item_budget_bounds_a_page_cursor_sync_by_its_records(url: str) -> None:
+    """``max_items`` counts the records a cursor reports (``done(page, records=N)``), not only ledger items:
+    a page-based sync with a budget stops after the page that reached it, and resumes from the next page."""
+    job = make_job(url)
+    pages_seen: list[int] = []
+    for _invocation in range(10):
+        with job.run(resume=True, max_items=250) as run:
+            pages = run.task("t").page_cursor(first=0)
+            for page in range(pages.page, 20):
+                run.checkpoint()
+                pages_seen.append(page)
+                pages.done(page, records=100)
+        if run.exit_code == 0:
+            break
+        assert run.exit_code == 2
+    assert pages_seen == list(range(20))  # 3 pages per invocation (300 records > 250), none twice, none lost
+    assert len(job.runs()) == 1
+
+
+def test_item_budget_counts_a_record_once_when_both_ledger_and_cursor_report_it(url: str) -> None:
+    job = make_job(url)
+    with job.run(max_items=250) as run:
+        task = run.task("t")
+        pages = task.page_cursor(first=0)
+        for page in range(pages.page, 20):
+            run.checkpoint()
+            for n in range(100):
+                task.item_done(f"{page}-{n}")
+            pages.done(page, records=100)
+    assert run.exit_code == 2
+    # the item budget's backstop stops right after the item that exceeded it, in the third page; counting
+    # both reports would have stopped it in the second
+    assert run.task_snapshots()[0].ok == 251
