@@ -57,8 +57,13 @@ def trial(backend: str, url: str, workdir: Path, n: int, rng: random.Random, sta
     buf = [b""]
     try:
         if not in_commit and _wait_line(proc, buf, b"READY", 60):
+            # a random instant of the run: after a random number of its 30 pages, plus 0-10 ms (a fixed
+            # delay after READY mostly missed the fast SQLite job: it had finished)
+            for _ in range(rng.randint(0, 20)):
+                if not _wait_line(proc, buf, b"PAGE", 60):
+                    break
             with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=rng.uniform(0, 0.15))  # a random instant of the run
+                proc.wait(timeout=rng.uniform(0, 0.01))
             if proc.poll() is None:
                 proc.send_signal(sig)
                 if times == 2:
