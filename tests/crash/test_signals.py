@@ -148,7 +148,9 @@ def test_exit_codes_failed_partial_usage(kind: str, tmp_path: Path) -> None:
     assert code == 0, err  # the record is fixed: the failed run resumes and completes
     assert sorted(written(tmp_path)) == sorted(all_ids(200))
     code, _, err = run_job(job_args(kind, tmp_path, "page", "--max-items", "30", "--job", "other"))
-    assert code == 0, err  # page mode counts pages, not items: the item budget never triggers
+    assert code == 2 and "item budget of 30 reached" in err, err  # a page cursor's records count too
+    code, _, err = run_job(job_args(kind, tmp_path, "page", "--resume", "--job", "other"))
+    assert code == 0, err
     code, _, err = run_job(job_args(kind, tmp_path, "items", "--new-run", "--max-items", "30", "--job", "b"))
     assert code == 2, err
     assert "item budget of 30 reached" in err
