@@ -8,12 +8,14 @@ unreachable server skips the tests that need it, unless ``SYNCPOINT_REQUIRE_POST
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import selectors
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -161,3 +163,28 @@ def run_job(args: list[str], timeout: float = 120.0) -> tuple[int, str, str]:
     proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT,
                           stdin=subprocess.DEVNULL)
     return proc.returncode, proc.stdout, proc.stderr
+
+
+@contextlib.contextmanager
+def read_only_directory(path: Path) -> Iterator[None]:
+    """Make ``path`` read-only for this block, for root too (which ignores permission bits): as root, a
+    read-only bind mount of the directory on itself; otherwise ``chmod 555``. Skips if neither works."""
+    if os.geteuid() != 0:
+        mode = path.stat().st_mode
+        path.chmod(0o555)
+        try:
+            yield
+        finally:
+            path.chmod(mode)
+        return
+    def mount(*args: str) -> bool:
+        return subprocess.run(["mount", *args], capture_output=True).returncode == 0
+
+    if not mount("--bind", str(path), str(path)):
+        pytest.skip("cannot bind-mount here (root ignores chmod)")
+    try:
+        if not mount("-o", "remount,bind,ro", str(path)):
+            pytest.skip("cannot remount read-only here")
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)

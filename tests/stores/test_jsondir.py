@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import read_only_directory
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -568,16 +569,12 @@ def test_a_file_where_a_directory_belongs_fails_cleanly(store: JsonDirStore, dir
     assert store.get_tasks(RUN)[0].pages == 0
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
 def test_a_read_only_directory_gives_store_unavailable(store: JsonDirStore, directory: Path) -> None:
     started(store)
-    directory.chmod(0o555)
-    try:
+    with read_only_directory(directory):
         with pytest.raises(StoreUnavailable, match=re.escape(str(directory))):
             store.apply(ChangeSet(tasks=[TaskRecord(RUN, TASK, 0, pages=5)]))
         assert JsonDirStore(directory).get_tasks(RUN)[0].pages == 0
-    finally:
-        directory.chmod(0o755)
 
 
 FSIZE_WRITER = textwrap.dedent("""
