@@ -90,9 +90,6 @@ class PhaseRecord:
     completed_at: datetime | None = None
 
 
-MAX_ITEM_ID = 1000  # characters: an item ID is a key (a URL, a path, a composite), not a payload
-
-
 class LedgerEntry(NamedTuple):
     """One item's outcome. ``ok`` entries carry no error; a later entry for the same ID replaces it.
 

@@ -34,7 +34,7 @@ from syncpoint.errors import (
     SyncpointError,
     UsageError,
 )
-from syncpoint.model import JSON, MAX_ITEM_ID, PhaseRecord, RunRecord, RunStatus, TaskRecord, TaskStatus, utcnow
+from syncpoint.model import JSON, PhaseRecord, RunRecord, RunStatus, TaskRecord, TaskStatus, utcnow
 from syncpoint.names import check_value_name
 from syncpoint.options import RunOptions
 from syncpoint.resume import choose_run
@@ -45,6 +45,9 @@ from syncpoint.task import Task
 
 if TYPE_CHECKING:
     from syncpoint.job import Job
+
+MAX_ITEM_ID = 1000
+
 
 @dataclass(frozen=True)
 class SavePolicy:

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from syncpoint.model import JSON, MAX_ITEM_ID, LedgerEntry, LedgerKind, TaskRecord, TaskStatus, utcnow
+from syncpoint.model import JSON, LedgerEntry, LedgerKind, TaskRecord, TaskStatus, utcnow
 from syncpoint.stores.base import ItemOutcome
 
 if TYPE_CHECKING:
@@ -179,17 +179,6 @@ class Task:
     # -- the item ledger -----------------------------------------------------------------------------
     def item_done(self, item_id: str) -> None:
         """Record one item as processed. A safe point: a pending stop takes effect after this."""
-        pending = self._pending_items
-        if (
-            item_id.__class__ is str and 0 < len(item_id) <= MAX_ITEM_ID and item_id not in pending
-            and self._base.status is TaskStatus.IN_PROGRESS and item_id not in self._retrying
-        ):  # the common case, a new ID, in a few compares: this runs once per item of every sync
-            pending[item_id] = LedgerEntry(self._base.run_id, self._base.name, item_id, True)
-            self._ok += 1
-            if not self._stale:
-                self._touch()
-            self.run._after_progress(1, 0)
-            return
         self._record_item(LedgerEntry(self.run.run_id, self._base.name, self.run._check_item_id(item_id), True))
 
     def item_failed(self, item_id: str, error: BaseException | str, *, retryable: bool | None = None) -> None:

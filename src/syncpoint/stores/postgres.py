@@ -245,8 +245,6 @@ class Queries:
         return plan
 
 
-
-
 @dataclass
 class Plan:
     head: list[Statement] = field(default_factory=list)  # run deletes, runs, tasks, phases
@@ -514,8 +512,6 @@ class PostgresStore(Store):
     @staticmethod
     def _task_ids(cur: psycopg.Cursor[tuple[Any, ...]], keys: list[tuple[str, str]]) -> dict[Any, int]:
         """The IDs of the tasks ``keys`` names, fetched from ``cur``; an unknown task is an error."""
-        if not keys:
-            return {}
         found = {(run_id, name): int(task_id) for run_id, name, task_id in cur.fetchall()}
         for run_id, task in keys:
             if (run_id, task) not in found:
