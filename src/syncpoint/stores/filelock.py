@@ -12,6 +12,7 @@ import fcntl
 import json
 import os
 import socket
+import time
 from pathlib import Path
 
 from syncpoint.errors import JobLocked, LockHolder, StoreUnavailable
@@ -65,7 +66,7 @@ class LockDirectory:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = _read_holder(fd)
+            holder = _read_holder_soon(fd)
             os.close(fd)
             raise JobLocked(job, holder) from None
         except BaseException:
@@ -82,11 +83,22 @@ class LockDirectory:
             try:
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
-                return _read_holder(fd) or LockHolder("?", 0, "?")
+                return _read_holder_soon(fd) or LockHolder("?", 0, "?")
             fcntl.flock(fd, fcntl.LOCK_UN)
             return None
         finally:
             os.close(fd)
+
+
+def _read_holder_soon(fd: int, wait: float = 1.0) -> LockHolder | None:
+    """The holder's name; a holder that has just taken the lock writes it a moment later, so an unreadable
+    file is read again for up to ``wait`` seconds before the lock is reported without a name."""
+    deadline = time.monotonic() + wait
+    while True:
+        holder = _read_holder(fd)
+        if holder is not None or time.monotonic() >= deadline:
+            return holder
+        time.sleep(0.005)
 
 
 def _read_holder(fd: int) -> LockHolder | None:
