@@ -165,6 +165,11 @@ def run_job(args: list[str], timeout: float = 120.0) -> tuple[int, str, str]:
     return proc.returncode, proc.stdout, proc.stderr
 
 
+def mount(*args: str) -> bool:
+    """``mount ARGS`` (root only); True if it worked."""
+    return subprocess.run(["mount", *args], capture_output=True).returncode == 0
+
+
 @contextlib.contextmanager
 def read_only_directory(path: Path) -> Iterator[None]:
     """Make ``path`` read-only for this block, for root too (which ignores permission bits): as root, a
@@ -177,9 +182,6 @@ def read_only_directory(path: Path) -> Iterator[None]:
         finally:
             path.chmod(mode)
         return
-    def mount(*args: str) -> bool:
-        return subprocess.run(["mount", *args], capture_output=True).returncode == 0
-
     if not mount("--bind", str(path), str(path)):
         pytest.skip("cannot bind-mount here (root ignores chmod)")
     try:

@@ -23,13 +23,10 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from helpers import PG_URL, drop_pg_schema, with_query
+from helpers import store_url as embedded_store_url
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
-from helpers import PG_URL, REQUIRE_PG, drop_pg_schema, pg_problem, with_query  # noqa: E402
-from helpers import store_url as embedded_store_url  # noqa: E402
-
-__all__ = ["PG_URL", "REQUIRE_PG", "drop_pg_schema", "pg_problem", "with_query"]  # re-exported to the tests
-
 HOOKED_JOB = ROOT / "tests" / "jobs" / "hooked_job.py"
 PG_DEST_JOB = ROOT / "tests" / "jobs" / "pg_dest_job.py"
 POINTS = {

@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from crashloop import HOOKED_JOB, ROOT, drop_pg_schema, new_pg_schema, source_ids, store_url
+from crashloop import HOOKED_JOB, ROOT, new_pg_schema, source_ids, store_url
+from helpers import drop_pg_schema
 
 BACKENDS = ["sqlite", "json", pytest.param("postgres", marks=pytest.mark.postgres)]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src")}

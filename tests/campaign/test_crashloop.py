@@ -9,7 +9,8 @@ import threading
 from pathlib import Path
 
 import pytest
-from crashloop import Stats, campaign, pg_problem, table
+from crashloop import Stats, campaign, table
+from helpers import pg_problem
 
 BACKENDS = ["sqlite", "json", pytest.param("postgres", marks=pytest.mark.postgres)]
 SOAK_KILLS = int(os.environ.get("SYNCPOINT_SOAK_KILLS", "1000"))

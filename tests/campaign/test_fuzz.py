@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from crashloop import PG_URL, ROOT, drop_pg_schema, new_pg_schema, with_query
+from crashloop import ROOT, new_pg_schema
+from helpers import PG_URL, drop_pg_schema, with_query
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from crashloop import HOOKED_JOB, PG_URL, ROOT, drop_pg_schema, new_pg_schema, pg_exec, source_ids, with_query
+from crashloop import HOOKED_JOB, ROOT, new_pg_schema, pg_exec, source_ids
+from helpers import PG_URL, drop_pg_schema, with_query
 
 import syncpoint
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from crashloop import HOOKED_JOB, ROOT, _wait_line, drop_pg_schema, new_pg_schema, source_ids, store_url
+from crashloop import HOOKED_JOB, ROOT, _wait_line, new_pg_schema, source_ids, store_url
+from helpers import drop_pg_schema
 
 BACKENDS = ["sqlite", "json", pytest.param("postgres", marks=pytest.mark.postgres)]
 TOTAL, PAGE = 300, 10
@@ -161,7 +162,7 @@ def test_signals_once_and_twice(backend: str, tmp_path: Path, request: pytest.Fi
 @pytest.mark.soak
 @pytest.mark.timeout(40 * 60)
 def test_soak_signals(tmp_path: Path) -> None:
-    from crashloop import pg_problem
+    from helpers import pg_problem
 
     report: dict[str, object] = {}
     backends = ["sqlite", "json"] + ([] if pg_problem() else ["postgres"])

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from crashloop import HOOKED_JOB, ROOT, source_ids, store_url
-from helpers import read_only_directory
+from helpers import mount, read_only_directory
 
 from syncpoint.stores import open_store
 
@@ -97,15 +97,11 @@ def test_disk_full_rlimit_fsize(partial: tuple[str, str, Path], tmp_path: Path) 
     resume_completes(url, dest)
 
 
-def _mount(*args: str) -> bool:
-    return subprocess.run(["mount", *args], capture_output=True).returncode == 0
-
-
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[Path]:
     where = tmp_path / "small"
     where.mkdir()
-    if os.geteuid() != 0 or not _mount("-t", "tmpfs", "-o", "size=512k", "tmpfs", str(where)):
+    if os.geteuid() != 0 or not mount("-t", "tmpfs", "-o", "size=512k", "tmpfs", str(where)):
         pytest.skip("cannot mount a tmpfs here")
     yield where
     subprocess.run(["umount", "-l", str(where)], capture_output=True)

@@ -30,19 +30,23 @@ def all_ids(total: int) -> set[str]:
     return {r[0] for r in source(total, 7)}
 
 
-def test_second_signal_while_the_program_winds_down_exits_130_without_a_traceback(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_second_signal_while_the_program_winds_down_exits_at_once_without_a_traceback(
+    sig: int, code: int, tmp_path: Path
+) -> None:
     """Regression (signal soak): the run had stopped on the first SIGINT and restored the previous handlers;
-    a second SIGINT while Python waited for threads at exit ended in a KeyboardInterrupt traceback."""
+    a second SIGINT while Python waited for threads at exit ended in a KeyboardInterrupt traceback (and a
+    second SIGTERM killed the process by its default action instead of exiting 143)."""
     child = Child(job_args("sqlite", tmp_path, "page", "--gate", "--linger"))
     child.expect("READY")
     child.send()
     child.expect("PAGE 0")
-    child.proc.send_signal(signal.SIGINT)
+    child.proc.send_signal(sig)
     child.send()  # to the next safe point, where the run stops
-    assert child.expect("EXITING") == "EXITING 130"
-    child.proc.send_signal(signal.SIGINT)
+    assert child.expect("EXITING") == f"EXITING {code}"
+    child.proc.send_signal(sig)
     returncode, stderr = child.finish()
-    assert returncode == 130, stderr
+    assert returncode == code, stderr
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
 
 
