@@ -27,6 +27,7 @@ test: lint
 bench: $(STAMP)
 	$(PY) benchmarks/bench_sqlite.py
 	$(PY) benchmarks/bench_postgres.py
+	$(PY) benchmarks/bench_concurrency.py
 
 soak: $(STAMP)
 	$(PY) -m pytest -q -s -m "soak or fuzz" --run-soak tests/campaign

@@ -78,7 +78,9 @@ def sync_day(run: syncpoint.Run, client: HttpClient, table: PriceTable, day: str
                 if not isinstance(data, dict) or data.get("symbol") != symbol or "close" not in data:
                     raise ValueError(f"unexpected price answer for {symbol}: {str(data)[:100]}")
             except (HttpError, ValueError) as exc:
-                task.item_failed(symbol, exc, retryable=getattr(exc, "retryable", False))
+                # The client has retried already: what still fails is failed for today (tomorrow's run asks
+                # again); --retry-failed retries it today.
+                task.item_failed(symbol, exc, retryable=False)
                 log.warning("%s: %s", symbol, exc)
                 continue
             table.upsert(day, data)

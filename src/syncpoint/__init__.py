@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+from syncpoint.aio import AsyncRun
 from syncpoint.cursors import NEWEST_FIRST, OLDEST_FIRST, OffsetCursor, PageCursor, TokenCursor, Watermark
 from syncpoint.errors import (
     EXIT_FAILED,
@@ -35,6 +36,7 @@ from syncpoint.errors import (
     SyncpointError,
     UsageError,
 )
+from syncpoint.intervals import IntervalSet
 from syncpoint.job import Job
 from syncpoint.model import (
     FailedItem,
@@ -47,10 +49,13 @@ from syncpoint.model import (
     TaskStatus,
 )
 from syncpoint.options import Command, RunOptions, add_arguments, click_options, options_from_namespace
-from syncpoint.run import Run, SavePolicy
+from syncpoint.pacing import SavePolicy
+from syncpoint.run import Run
+from syncpoint.sources import PendingItems, Slice, Slices
 from syncpoint.stores import open_store
 from syncpoint.stores.base import Store
 from syncpoint.task import Task
+from syncpoint.workers import MapSummary
 
 __version__ = "0.1.0"
 
@@ -64,19 +69,23 @@ __all__ = [
     "EXIT_USAGE",
     "NEWEST_FIRST",
     "OLDEST_FIRST",
+    "AsyncRun",
     "AttemptsExhausted",
     "Command",
     "ConfigChanged",
     "CorruptState",
     "FailedItem",
+    "IntervalSet",
     "InvalidDate",
     "InvalidName",
     "Job",
     "JobLocked",
     "LedgerCounts",
     "LockHolder",
+    "MapSummary",
     "OffsetCursor",
     "PageCursor",
+    "PendingItems",
     "PhaseRecord",
     "Run",
     "RunOptions",
@@ -84,6 +93,8 @@ __all__ = [
     "RunStatus",
     "SavePolicy",
     "SchemaTooNew",
+    "Slice",
+    "Slices",
     "StateEntry",
     "Stopped",
     "Store",

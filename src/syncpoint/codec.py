@@ -10,7 +10,7 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
-from syncpoint.errors import CorruptState
+from syncpoint.errors import CorruptState, UsageError
 from syncpoint.model import (
     LedgerEntry,
     LedgerKind,
@@ -26,6 +26,14 @@ from syncpoint.model import (
 def dumps(value: object) -> str:
     """Canonical JSON: sorted keys, no NaN — the same value always gives the same text (digests)."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def check_json(value: object, what: str) -> None:
+    """Refuse, with a usage error naming ``what``, a value that cannot be stored as JSON."""
+    try:
+        dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"{what} must be JSON-serialisable: {exc}") from None
 
 
 def ts(value: datetime | None) -> str | None:

@@ -100,21 +100,22 @@ class Watermark:
         """True for a record that was processed before the interruption (it sits on the boundary)."""
         if self.value is None or _key(value) != _key(self.value):
             return False
-        return self.task._boundary_has(str(item_id))
+        return self.task.boundary_has(str(item_id))
 
     def advance(self, item_id: str, value: WatermarkValue) -> None:
         """Record ``item_id`` (with watermark ``value``) as written. A safe point."""
         item_id = str(item_id)
-        if self.value is None or self._beyond(value):
+        moved = self.value is None or self._beyond(value)
+        if moved:
             self.value = value
             self._type = _type_name(value)
-            self.task._reset_boundary()
-            self.task._add_boundary(item_id)
-        elif _key(value) == _key(self.value):
-            self.task._add_boundary(item_id)
-        # A value behind the watermark (out-of-order source) is already covered by the resume filter.
+        # A value behind the watermark (out-of-order source) is already covered by the resume filter; one at
+        # exactly the watermark joins its boundary set.
         cursor = {"type": "watermark", "order": self.order, "value": _encode(self.value), "value_type": self._type}
-        self.task._progress(cursor, pages=0, records=1, items=1)
+        if moved or (self.value is not None and _key(value) == _key(self.value)):
+            self.task.advance_watermark(cursor, item_id, new_boundary=moved)
+        else:
+            self.task.set_cursor(cursor, records=1)
 
     def page_done(self) -> None:
         """Count one page (the save policy commits every page by default); call it after the page's rows.

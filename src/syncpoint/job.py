@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from syncpoint import codec
-from syncpoint.errors import EXIT_SIGINT, EXIT_SIGTERM, SyncpointError, UsageError
+from syncpoint.errors import EXIT_SIGINT, SyncpointError, UsageError
+from syncpoint.failures import PermanentRule
 from syncpoint.model import RunRecord, RunStatus, StateEntry, utcnow
 from syncpoint.names import check_job_name, check_run_id
 from syncpoint.options import RunOptions
-from syncpoint.run import Run, SavePolicy
+from syncpoint.pacing import SavePolicy
+from syncpoint.run import Run
 from syncpoint.signals import exit_at_once_on_signal
 from syncpoint.stores import open_store
 from syncpoint.stores.base import ChangeSet, StateDelete, Store
+
+if TYPE_CHECKING:
+    from syncpoint.aio import AsyncRun
+
+AsyncBody = Callable[["AsyncRun"], Awaitable[object]]
 
 log = logging.getLogger("syncpoint")
 
@@ -32,6 +41,7 @@ class Job:
         store: Store | str | None = None,
         checkpoint_dir: str | os.PathLike[str] | None = None,
         save_policy: SavePolicy | None = None,
+        permanent_errors: Sequence[PermanentRule] = (),
     ) -> None:
         self.name = check_job_name(name)
         self.config: dict[str, Any] = dict(config or {})
@@ -41,6 +51,8 @@ class Job:
             raise UsageError(f"job {name!r}: config must be JSON-serialisable: {exc}") from None
         self.store = store if isinstance(store, Store) else open_store(store, checkpoint_dir=checkpoint_dir)
         self.save_policy = save_policy or SavePolicy()
+        #: Exception types or predicates that make a failure permanent (``syncpoint.failures``).
+        self.permanent_errors: tuple[PermanentRule, ...] = tuple(permanent_errors)
 
     @classmethod
     def from_options(cls, name: str, config: dict[str, Any] | None, options: RunOptions, **kw: Any) -> Job:
@@ -56,9 +68,16 @@ class Job:
             options = RunOptions(**{**options.__dict__, **overrides})
         return Run(self, options)
 
-    def execute(self, options: RunOptions, body: Callable[[Run], object]) -> int:
+    def arun(self, options: RunOptions | None = None, **overrides: Any) -> AsyncRun:
+        """A run to use as ``async with job.arun(...) as run:`` (``syncpoint.aio``)."""
+        from syncpoint.aio import AsyncRun
+
+        return AsyncRun(self.run(options, **overrides))
+
+    def execute(self, options: RunOptions, body: Callable[[Run], object] | AsyncBody) -> int:
         """Do what the standard flags ask (``--list-runs``, ``--cleanup``, or run ``body``); the exit code.
 
+        ``body`` may be a coroutine function: it then runs in ``asyncio.run`` with an ``AsyncRun``.
         Errors a user can cause end as one log line and their documented exit code, never a traceback.
         Logging is set up (``--log-format``) unless the program configured it; progress is reported
         around ``body`` as ``--progress``/``--no-progress`` say (see ``syncpoint.progress``).
@@ -77,11 +96,11 @@ class Job:
                 removed = self.cleanup(keep=options.keep)
                 log.info("removed %d run(s) of job %s", len(removed), self.name)
                 return 0
+            if inspect.iscoroutinefunction(body):
+                return asyncio.run(self._execute_async(options, body))  # type: ignore[arg-type]
             with self.run(options) as run, track(run, options):
-                body(run)
+                body(run)  # type: ignore[arg-type]
             assert run.exit_code is not None
-            if run.exit_code in (EXIT_SIGINT, EXIT_SIGTERM):
-                exit_at_once_on_signal()  # the program is on its way out: a second Ctrl+C must not trace back
             return run.exit_code
         except SyncpointError as err:
             log.error("%s", err)
@@ -89,6 +108,15 @@ class Job:
         except KeyboardInterrupt:  # a second Ctrl+C in the instant between the run's end and the line above
             exit_at_once_on_signal()
             return EXIT_SIGINT
+
+    async def _execute_async(self, options: RunOptions, body: AsyncBody) -> int:
+        from syncpoint.progress import track
+
+        async with self.arun(options) as run:
+            with track(run.sync, options):
+                await body(run)
+        assert run.exit_code is not None
+        return run.exit_code
 
     # -- history -------------------------------------------------------------------------------------
     def runs(self, statuses: Sequence[RunStatus] | None = None, limit: int | None = None) -> list[RunRecord]:

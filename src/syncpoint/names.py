@@ -13,6 +13,7 @@ from syncpoint.errors import InvalidName
 
 MAX_JOB_NAME = 128
 MAX_VALUE_NAME = 1000
+MAX_ITEM_ID = 1000
 
 _JOB_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _RUN_ID_RE = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{6}")
@@ -56,3 +57,14 @@ def check_run_id(run_id: object) -> str:
     if not isinstance(run_id, str) or not _RUN_ID_RE.fullmatch(run_id):
         raise InvalidName(f"{_shown(run_id)} is not a run ID (they look like 20241201-143022-3fa2c1)")
     return run_id
+
+
+def check_item_id(item_id: object) -> str:
+    """Ledger item IDs: strings or integers (stored as their decimal text), 1..MAX_ITEM_ID characters."""
+    if not isinstance(item_id, str):
+        if isinstance(item_id, int) and not isinstance(item_id, bool):
+            return str(item_id)
+        raise InvalidName(f"item IDs must be strings or integers, got {type(item_id).__name__}")
+    if not item_id or len(item_id) > MAX_ITEM_ID:
+        raise InvalidName(f"item ID must be 1..{MAX_ITEM_ID} characters, got {len(item_id)}")
+    return item_id

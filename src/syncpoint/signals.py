@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType, TracebackType
 from typing import Any
 
@@ -26,10 +27,17 @@ def exit_code_for(signum: int) -> int:
 
 
 class SignalWatch:
-    """Context manager installing the handlers and restoring the previous ones on exit."""
+    """Context manager installing the handlers for a run.
 
-    def __init__(self) -> None:
+    On exit it restores the previous handlers — unless a signal arrived: then the program is on its way out
+    and the handlers become "exit at once" (``exit_at_once_on_signal``) in the same step, so there is no
+    instant, from the first signal until the process exits, at which a second one could end it by the
+    signal itself or with a ``KeyboardInterrupt`` traceback.
+    """
+
+    def __init__(self, on_signal: Callable[[int], None] | None = None) -> None:
         self.received: int | None = None
+        self._on_signal = on_signal
         self._previous: dict[int, Any] = {}
 
     @property
@@ -38,11 +46,13 @@ class SignalWatch:
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.received is not None:
-            os.write(2, b"syncpoint: second signal, exiting now; the last committed checkpoint stands\n")
-            os._exit(EXIT_SIGINT)
+            os.write(2, b"\nsyncpoint: second signal, exiting now; the last committed checkpoint stands\n")
+            os._exit(exit_code_for(self.received))
         self.received = signum
+        if self._on_signal is not None:
+            self._on_signal(signum)  # sets a flag, takes no lock
         name = signal.Signals(signum).name.encode()
-        os.write(2, b"syncpoint: " + name + b" received; stopping at the next safe point (again to exit now)\n")
+        os.write(2, b"\nsyncpoint: " + name + b" received; stopping at the next safe point (again to exit now)\n")
 
     def __enter__(self) -> SignalWatch:
         if threading.current_thread() is threading.main_thread():
@@ -53,18 +63,20 @@ class SignalWatch:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        for sig, previous in self._previous.items():
-            signal.signal(sig, previous)
+        if self._previous and self.received is not None:
+            exit_at_once_on_signal(self.received)
+        else:
+            for sig, previous in self._previous.items():
+                signal.signal(sig, previous)
         self._previous.clear()
 
 
-def exit_at_once_on_signal() -> None:
+def exit_at_once_on_signal(first: int | None = None) -> None:
     """After a run that a signal stopped, while the program winds down: another signal exits at once.
 
-    The run restored the previous handlers when it ended, so a second Ctrl+C arriving while the process
-    exits (joining threads, closing stores) would otherwise end in Python's ``KeyboardInterrupt`` traceback.
-    The promise is the one made during the run: the second signal exits at once with 130 (143 for
-    SIGTERM), the last commit stands, no traceback. Standard streams are flushed first, best effort.
+    The promise is the one made during the run: the second signal exits at once with 130 (143 for SIGTERM;
+    the first signal's code when it was SIGTERM), the last commit stands, no traceback. Standard streams are
+    flushed first, best effort.
     """
     if threading.current_thread() is not threading.main_thread():
         return
@@ -73,7 +85,7 @@ def exit_at_once_on_signal() -> None:
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
                 stream.flush()
-        os._exit(exit_code_for(signum))
+        os._exit(exit_code_for(first if first is not None else signum))
 
     for sig in WATCHED:
         signal.signal(sig, _exit)

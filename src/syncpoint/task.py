@@ -1,8 +1,11 @@
 """A task inside a run: status, counters, cursor, and its item ledger.
 
-Everything a task changes is buffered in memory and reaches the store with the run's next commit (group
-commit). Membership questions ("was this ID processed?") are answered from the uncommitted buffer first
-and then from the store — a resume never loads the ledger, and it is never held whole in memory.
+Everything a task changes is buffered (``syncpoint.buffer``) and reaches the store with the run's next commit
+(group commit). Membership questions ("was this ID processed?") are answered from the buffer first and then
+from the store — a resume never loads the ledger, and it is never held whole in memory.
+
+Every method is safe from any thread: counters and ledger entries change under the buffer's lock, and the
+run's pacing decides, after each change, whether to commit or stop (in the calling thread).
 """
 
 from __future__ import annotations
@@ -11,33 +14,71 @@ import dataclasses
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar
 
+from syncpoint.buffer import ChangeBuffer
+from syncpoint.codec import check_json
+from syncpoint.failures import describe
 from syncpoint.model import JSON, LedgerEntry, LedgerKind, TaskRecord, TaskStatus, utcnow
-from syncpoint.stores.base import ItemOutcome
+from syncpoint.names import check_item_id
+from syncpoint.stores.base import ItemOutcome, Store
 
 if TYPE_CHECKING:
+    import logging
+
     from syncpoint.cursors import OffsetCursor, PageCursor, TokenCursor, Watermark
-    from syncpoint.run import Run
+    from syncpoint.intervals import Point
+    from syncpoint.sources import PendingItems, Slices
 
 T = TypeVar("T")
+
+
+class TaskHost(Protocol):
+    """What a task needs from its run (``syncpoint.run.Run`` provides it)."""
+
+    @property
+    def run_id(self) -> str: ...
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def buffer(self) -> ChangeBuffer: ...
+
+    @property
+    def log(self) -> logging.Logger: ...
+
+    @property
+    def retry_failed(self) -> bool: ...
+
+    @property
+    def tainted(self) -> bool: ...
+
+    def after_progress(self, items: int, pages: int, records: int) -> None: ...
+
+    def refuse_item(self) -> NoReturn: ...
+
+    def admit_item(self) -> bool: ...
+
+    def checkpoint(self) -> None: ...
+
+    def commit(self) -> None: ...
+
+    def is_retryable(self, error: BaseException) -> bool: ...
 
 
 class Task:
     """One unit of progress. Use it as a context manager to mark it in progress, then complete or failed."""
 
-    def __init__(self, run: Run, record: TaskRecord) -> None:
+    def __init__(self, run: TaskHost, record: TaskRecord) -> None:
         self.run = run
+        self._buffer = run.buffer
         self._base = record
         # The per-item hot fields live here and are folded into the record only when it is read: a
         # frozen-dataclass copy per item would cost more than the ledger write itself.
         self._ok, self._failed = record.ok, record.failed
         self._pages, self._records, self._cursor = record.pages, record.records, record.cursor
         self._stale = False
-        self._pending: dict[LedgerKind, dict[str, LedgerEntry]] = {k: {} for k in LedgerKind}
-        self._pending_items = self._pending[LedgerKind.ITEMS]
-        self._cleared: set[LedgerKind] = set()
-        self._retrying: set[str] = set()
 
     @property
     def record(self) -> TaskRecord:
@@ -54,8 +95,8 @@ class Task:
         """The task's progress right now (same as ``record``), for progress displays in other threads."""
         return self.record
 
-    def _fold(self) -> TaskRecord:
-        """Fold the hot counters into the stored base record (the run's own thread only)."""
+    def fold(self) -> TaskRecord:
+        """Fold the live counters into the stored record (the buffer calls this under its lock)."""
         self._base = self.record
         self._stale = False
         return self._base
@@ -64,6 +105,10 @@ class Task:
     @property
     def name(self) -> str:
         return self._base.name
+
+    @property
+    def position(self) -> int:
+        return self._base.position
 
     @property
     def status(self) -> TaskStatus:
@@ -78,13 +123,15 @@ class Task:
         return self._base.status is TaskStatus.COMPLETE
 
     def _update(self, **changes: Any) -> None:
-        self._base = dataclasses.replace(self._fold(), updated_at=utcnow(), **changes)
-        self.run._mark_dirty(self)
+        with self._buffer.lock:
+            self._base = dataclasses.replace(self.fold(), updated_at=utcnow(), **changes)
+            self._buffer.touch(self)
 
     def _touch(self) -> None:
+        """Lock held."""
         if not self._stale:
             self._stale = True
-            self.run._dirty[self._base.name] = self
+            self._buffer.touch(self)
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -95,20 +142,38 @@ class Task:
             )
 
     def complete(self) -> None:
-        self._mark_complete()
-        self.run._after_progress(0, 0)
+        """Mark the task complete — or failed, when items failed with retryable errors (a resume retries them)."""
+        self.finish()
+        self.run.after_progress(0, 0, 0)
 
-    def _mark_complete(self) -> None:
-        """Complete without the safe-point check: for the run's end, where a late signal must not stop it."""
+    def finish(self) -> None:
+        """Complete without the safe-point check (the run's end, where a late signal must not stop it)."""
+        retryable = self._retryable_failures()
+        if retryable:
+            self._update(
+                status=TaskStatus.FAILED, retryable=True, completed_at=utcnow(),
+                error=f"{retryable} item(s) failed with retryable errors; --resume retries them",
+            )
+            return
         self._update(status=TaskStatus.COMPLETE, error=None, retryable=False, completed_at=utcnow())
 
+    def _retryable_failures(self) -> int:
+        """Items of this task whose last outcome is a retryable failure (committed first, then counted)."""
+        if self._failed <= 0 or self.run.tainted:
+            return 0
+        self.run.commit()
+        return sum(1 for _ in self.failed_items(retryable=True))
+
     def fail(self, error: BaseException | str, *, retryable: bool | None = None) -> None:
-        """Mark the task failed; ``retryable`` defaults to the exception's own ``retryable`` attribute."""
-        if retryable is None:
-            retryable = bool(getattr(error, "retryable", False))
-        message = error if isinstance(error, str) else (str(error) or type(error).__name__)
+        """Mark the task failed; ``retryable`` defaults to the run's rule (``syncpoint.failures``)."""
+        message, retryable = self._classify(error, retryable)
         self._update(status=TaskStatus.FAILED, error=message, retryable=retryable, completed_at=utcnow())
-        self.run._task_failed(self)
+        self.run.commit()
+
+    def _classify(self, error: BaseException | str, retryable: bool | None) -> tuple[str, bool]:
+        if retryable is None:
+            retryable = True if isinstance(error, str) else self.run.is_retryable(error)
+        return describe(error), retryable
 
     def set_total(self, total: int | None) -> None:
         """Known number of items or records, for progress and ETA."""
@@ -134,7 +199,7 @@ class Task:
         try:
             yield self
         except Exception as exc:
-            if self.run._tainted:
+            if self.run.tainted:
                 raise  # a bound transaction was rolled back: the run cannot go on, whatever the task
             self.fail(exc)
             self.run.log.warning("task %s failed: %s", self.name, self.record.error)
@@ -147,14 +212,15 @@ class Task:
         self._progress(cursor, pages=pages, records=records, items=0)
 
     def _progress(self, cursor: JSON, *, pages: int, records: int, items: int) -> None:
-        self.run._check_json(cursor, "cursor")
-        if self._base.status is TaskStatus.PENDING:
+        check_json(cursor, "cursor")
+        if self._base.status is not TaskStatus.IN_PROGRESS:
             self.start()
-        self._cursor = cursor
-        self._pages += pages
-        self._records += records
-        self._touch()
-        self.run._after_progress(items, pages, records)
+        with self._buffer.lock:
+            self._cursor = cursor
+            self._pages += pages
+            self._records += records
+            self._touch()
+        self.run.after_progress(items, pages, records)
 
     def page_cursor(self, first: int = 1) -> PageCursor:
         from syncpoint.cursors import PageCursor
@@ -176,40 +242,67 @@ class Task:
 
         return Watermark(self, order)
 
+    def slices(self, start: Point, end: Point, step: Any) -> Slices:
+        """``[start, end)`` cut into slices of ``step`` (an int, or a ``timedelta`` for dates and times) that
+        may finish in any order; iterating gives the unfinished ones, in order (see ``syncpoint.sources``)."""
+        from syncpoint.sources import Slices
+
+        return Slices(self, start, end, step)
+
+    # -- the watermark's boundary IDs (for ``syncpoint.cursors``) -------------------------------------
+    def advance_watermark(self, cursor: JSON, item_id: str, *, new_boundary: bool) -> None:
+        """Record one item at the watermark: ``item_id`` joins the boundary set (a fresh one if the value
+        moved), the cursor is written, and one item and record are counted. A safe point."""
+        if not self.run.admit_item():
+            self.run.refuse_item()
+        entry = LedgerEntry(self.run.run_id, self.name, item_id, True, kind=LedgerKind.BOUNDARY)
+        with self._buffer.lock:
+            if new_boundary:
+                self._buffer.clear(self, LedgerKind.BOUNDARY)
+            self._buffer.put(self, entry)
+        self._progress(cursor, pages=0, records=1, items=1)
+
+    def boundary_has(self, item_id: str) -> bool:
+        """Was ``item_id`` recorded at the current watermark value?"""
+        return item_id in self._buffer.lookup(self.run.store, self.name, [item_id], LedgerKind.BOUNDARY)
+
     # -- the item ledger -----------------------------------------------------------------------------
-    def item_done(self, item_id: str) -> None:
-        """Record one item as processed. A safe point: a pending stop takes effect after this."""
-        self._record_item(LedgerEntry(self.run.run_id, self._base.name, self.run._check_item_id(item_id), True))
+    def item_done(self, item_id: str | int) -> None:
+        """Record one item as processed. A safe point: a pending stop takes effect after this.
 
-    def item_failed(self, item_id: str, error: BaseException | str, *, retryable: bool | None = None) -> None:
-        """Record one item as failed (kept, with its error, for ``--retry-failed`` and ``runs show``)."""
-        if retryable is None:
-            retryable = bool(getattr(error, "retryable", False))
-        message = error if isinstance(error, str) else (str(error) or type(error).__name__)
-        item_id = self.run._check_item_id(item_id)
-        self._record_item(LedgerEntry(self.run.run_id, self.name, item_id, False, message, retryable))
+        Under an item budget (``--max-items N``) no more than N items are recorded: the item after the Nth is
+        not recorded, and the run stops (``Stopped``) — it is redone by the next run."""
+        self._record(LedgerEntry(self.run.run_id, self._base.name, check_item_id(item_id), True))
 
-    def _record_item(self, entry: LedgerEntry) -> None:
+    def item_failed(
+        self, item_id: str | int, error: BaseException | str, *, retryable: bool | None = None
+    ) -> None:
+        """Record one item as failed, with its error. ``retryable`` defaults to the run's rule: an exception is
+        retryable unless declared permanent (its ``retryable`` attribute, the job's ``permanent_errors``); a
+        plain message is retryable unless ``retryable=False``. See ``syncpoint.failures``."""
+        message, retryable = self._classify(error, retryable)
+        self._record(LedgerEntry(self.run.run_id, self.name, check_item_id(item_id), False, message, retryable))
+
+    def _record(self, entry: LedgerEntry) -> None:
+        if not self.run.admit_item():
+            self.run.refuse_item()
         if self._base.status is not TaskStatus.IN_PROGRESS:
             self.start()
-        pending = self._pending_items
-        previous = pending.get(entry.item_id)
-        if previous is not None:
-            if previous.ok:
+        with self._buffer.lock:
+            before = self._buffer.put(self, entry)
+            if before is True:
                 self._ok -= 1
-            else:
+            elif before is False:
                 self._failed -= 1
-        elif entry.item_id in self._retrying:
-            self._failed -= 1
-        if entry.ok:
-            self._ok += 1
-        else:
-            self._failed += 1
-        pending[entry.item_id] = entry
-        self._touch()
-        self.run._after_progress(1, 0)
+            if entry.ok:
+                self._ok += 1
+            else:
+                self._failed += 1
+            self._touch()
+        self.run.after_progress(1, 0, 0)
 
-    def is_done(self, item_id: str) -> bool:
+    def is_done(self, item_id: str | int) -> bool:
+        item_id = check_item_id(item_id)
         return item_id in self.done_ids([item_id])
 
     def done_ids(self, item_ids: Sequence[str]) -> set[str]:
@@ -217,73 +310,30 @@ class Task:
 
         One store query for the whole page. Retryable failures are always offered again.
         """
-        outcomes = self._lookup(item_ids, LedgerKind.ITEMS)
-        skip: set[str] = set()
-        for item_id, outcome in outcomes.items():
-            if outcome is ItemOutcome.OK or (
-                outcome is ItemOutcome.FAILED_PERMANENT and not self.run.retry_failed
-            ):
-                skip.add(item_id)
-            elif item_id not in self._pending[LedgerKind.ITEMS]:
-                self._retrying.add(item_id)
-        return skip
+        outcomes = self._buffer.lookup(self.run.store, self.name, item_ids)
+        retry = self.run.retry_failed
+        return {
+            item_id for item_id, outcome in outcomes.items()
+            if outcome is ItemOutcome.OK or (outcome is ItemOutcome.FAILED_PERMANENT and not retry)
+        }
+
+    def pending(self, items: Iterable[T], key: Callable[[T], str] = str, *, batch: int = 500) -> PendingItems[T]:
+        """The items still to process (``done_ids`` asked once per ``batch``), for ``run.map`` or a loop."""
+        from syncpoint.sources import PendingItems
+
+        return PendingItems(self, items, key, batch)
 
     def iterate(self, items: Iterable[T], key: Callable[[T], str] = str, *, batch: int = 500) -> Iterator[T]:
         """Yield the items still to process, asking the store once per ``batch``; a safe point before each."""
-        chunk: list[T] = []
-        for item in items:
-            chunk.append(item)
-            if len(chunk) >= batch:
-                yield from self._fresh(chunk, key)
-                chunk = []
-        yield from self._fresh(chunk, key)
+        for item in self.pending(items, key, batch=batch):
+            self.run.checkpoint()
+            yield item
 
-    def _fresh(self, chunk: list[T], key: Callable[[T], str]) -> Iterator[T]:
-        if not chunk:
-            return
-        skip = self.done_ids([key(item) for item in chunk])
-        for item in chunk:
-            if key(item) not in skip:
-                self.run.checkpoint()
-                yield item
-
-    def failed_items(self) -> Iterator[tuple[str, str | None, bool]]:
-        """Committed failed items: (item ID, error, retryable), streamed."""
+    def failed_items(self, *, retryable: bool | None = None) -> Iterator[tuple[str, str | None, bool]]:
+        """Committed failed items: (item ID, error, retryable), streamed; only one kind with ``retryable``."""
         for item in self.run.store.ledger_failed(self.run.run_id, self.name):
-            yield item.item_id, item.error, item.retryable
-
-    def _lookup(self, item_ids: Sequence[str], kind: LedgerKind) -> dict[str, ItemOutcome]:
-        pending = self._pending[kind]
-        found = {i: ItemOutcome.of(pending[i]) for i in item_ids if i in pending}
-        rest = [i for i in item_ids if i not in found]
-        if rest and kind not in self._cleared and self.run._persisted(self):
-            found.update(self.run.store.ledger_lookup(self.run.run_id, self.name, rest, kind))
-        return found
-
-    # -- the run's commit protocol -------------------------------------------------------------------
-    def _take_changes(self) -> tuple[list[LedgerKind], list[LedgerEntry]]:
-        clears = sorted(self._cleared)
-        entries = [e for kind in LedgerKind for e in self._pending[kind].values()]
-        return clears, entries
-
-    def _committed(self) -> None:
-        for kind in LedgerKind:
-            self._pending[kind] = {}
-        self._pending_items = self._pending[LedgerKind.ITEMS]
-        self._cleared.clear()
-        self._retrying.clear()
-
-    def _reset_boundary(self) -> None:
-        self._pending[LedgerKind.BOUNDARY].clear()
-        self._cleared.add(LedgerKind.BOUNDARY)
-
-    def _add_boundary(self, item_id: str) -> None:
-        self._pending[LedgerKind.BOUNDARY][item_id] = LedgerEntry(
-            self.run.run_id, self.name, item_id, ok=True, kind=LedgerKind.BOUNDARY
-        )
-
-    def _boundary_has(self, item_id: str) -> bool:
-        return item_id in self._lookup([item_id], LedgerKind.BOUNDARY)
+            if retryable is None or item.retryable is retryable:
+                yield item.item_id, item.error, item.retryable
 
     def __repr__(self) -> str:
         return f"<Task {self.name!r} {self.status.value} cursor={self.cursor!r}>"

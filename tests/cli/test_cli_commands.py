@@ -145,7 +145,8 @@ def test_stale_running_run_is_shown_as_stale(store_url: str, invoke: Callable[..
         run.__enter__()
         run.task("t").set_cursor({"page": 7}, pages=7, records=70)
         run.commit()
-        run._release()  # the lock goes away as if the process had died; the record stays "running"
+        run.watch_signals().__exit__(None, None, None)
+        run._release_lock()  # the lock goes away as if the process had died; the record stays "running"
     found = as_json(invoke("--store", store_url, "status", "--json"))
     assert isinstance(found, dict)
     [entry] = found["runs"]

@@ -211,7 +211,7 @@ def test_sampling_never_disturbs_the_run(tmp_path: Path) -> None:
                     task.set_total(400)
                     for i in range(400):
                         if i % 50 == 0:
-                            task.item_failed(str(i), "x")
+                            task.item_failed(str(i), "x", retryable=False)
                         else:
                             task.item_done(str(i))
                     task.set_cursor({"last": i}, records=400)

@@ -122,30 +122,87 @@ def test_config_change_is_refused_naming_keys_unless_forced(url: str) -> None:
 
 
 def test_items_failed_permanent_skipped_retryable_retried_and_retry_failed(url: str) -> None:
+    """Issue 11.1: a run with retryable item failures never ends completed/exit 0; a plain --resume offers
+    exactly those items again and completes; --retry-failed retries the permanent ones on the same run."""
     job = make_job(url)
     with job.run() as run, run.task("loader") as task:
         for item in task.iterate(["a", "b", "c", "d"]):
             if item == "b":
                 task.item_failed(item, "bad record", retryable=False)
             elif item == "c":
-                task.item_failed(item, ValueError("timeout"), retryable=True)
+                task.item_failed(item, "HTTP 503", retryable=True)
             else:
                 task.item_done(item)
-    assert run.exit_code == 0
+    assert (run.exit_code, run.status) == (1, RunStatus.FAILED)
+    assert "1 item(s) failed with retryable errors" in (run.record.error or "")
     assert sorted(job.store.ledger_failed(run.run_id, "loader"), key=lambda f: f.item_id) == [
-        syncpoint.FailedItem("b", "bad record", False), syncpoint.FailedItem("c", "timeout", True)
+        syncpoint.FailedItem("b", "bad record", False), syncpoint.FailedItem("c", "HTTP 503", True)
     ]
-    with job.run(resume_run=run.run_id, retry_failed=False) if False else job.run(
-        resume_run=run.run_id, retry_failed=True
-    ) as again, again.task("loader") as task:
-        todo = list(task.iterate(["a", "b", "c", "d"]))
-        assert todo == ["b", "c"]
-        for item in todo:
-            task.item_done(item)
+    with job.run(resume=True) as again:
+        assert again.run_id == run.run_id
+        assert [t.name for t in again.tasks()] == ["loader"]
+        task = again.task("loader")
+        assert task.done_ids(["a", "b", "c", "d"]) == {"a", "b", "d"}
+        assert not task.is_done("c")
+        assert list(task.pending(["a", "b", "c", "d"])) == ["c"]
+        with task:
+            todo = list(task.iterate(["a", "b", "c", "d"]))
+            assert todo == ["c"]
+            task.item_done("c")
+    assert (again.exit_code, again.status) == (0, RunStatus.COMPLETED)
+    assert job.store.get_tasks(run.run_id)[0].failed == 1  # b, for good
+    with job.run(resume_run=run.run_id, retry_failed=True) as again:
+        assert [t.name for t in again.tasks()] == ["loader"]  # complete, but with a failed item
+        with again.task("loader") as task:
+            todo = list(task.iterate(["a", "b", "c", "d"]))
+            assert todo == ["b"]
+            task.item_done("b")
     record = job.store.get_tasks(run.run_id)[0]
     assert (record.ok, record.failed) == (4, 0)
     with pytest.raises(syncpoint.UsageError, match="completed; nothing to resume"), job.run(resume_run=run.run_id):
         pass
+
+
+def test_an_unexpected_exception_is_retryable_unless_declared_permanent(url: str) -> None:
+    """Issue 11.2: an uncaught exception in a task is retryable by default; the job declares errors
+    permanent by type or predicate; a run with such a task never ends exit 0."""
+    job = syncpoint.Job("job", store=url, permanent_errors=[KeyError, lambda e: "gone" in str(e)])
+    with job.run() as run:
+        for task in run.tasks(["r1", "r2", "r3", "r4"]):
+            with task.isolated():
+                if task.name == "r1":
+                    raise RuntimeError("connection reset")  # unexpected: retryable
+                if task.name == "r2":
+                    raise KeyError("id")  # declared permanent by type
+                if task.name == "r3":
+                    raise ValueError("record gone")  # declared permanent by predicate
+    assert run.exit_code == 1 and run.status is RunStatus.FAILED
+    tasks = {t.name: t for t in job.store.get_tasks(run.run_id)}
+    assert tasks["r1"].retryable and not tasks["r2"].retryable and not tasks["r3"].retryable
+    with job.run(resume=True) as again:
+        assert [t.name for t in again.tasks()] == ["r1"]
+        for task in again.tasks():
+            with task:
+                pass
+    assert again.exit_code == 0  # r2, r3 failed for good: the run completes, listing them
+    with job.run(resume_run=run.run_id, retry_failed=True) as again:
+        assert [t.name for t in again.tasks()] == ["r2", "r3"]
+
+
+def test_an_exception_escaping_with_task_fails_the_run_and_resume_retries_it(url: str) -> None:
+    job = make_job(url)
+    with job.run() as run:
+        for task in run.tasks(["a", "b"]):
+            with task:
+                if task.name == "b":
+                    raise RuntimeError("boom")
+    assert run.exit_code == 1
+    with job.run(resume=True) as again:
+        assert [t.name for t in again.tasks()] == ["b"]
+        for task in again.tasks():
+            with task:
+                pass
+    assert again.exit_code == 0
 
 
 def test_task_failures_retryable_resume_and_permanent_need_retry_failed(url: str) -> None:
@@ -154,11 +211,11 @@ def test_task_failures_retryable_resume_and_permanent_need_retry_failed(url: str
         for task in run.tasks(["r1", "r2", "r3"]):
             with task.isolated():
                 if task.name == "r1":
-                    raise syncpoint.StoreUnavailable("rate limited")  # no retryable attribute → permanent
-                if task.name == "r2":
-                    err = RuntimeError("503")
-                    err.retryable = True  # type: ignore[attr-defined]
+                    err = RuntimeError("bad request")
+                    err.retryable = False  # type: ignore[attr-defined]
                     raise err
+                if task.name == "r2":
+                    raise syncpoint.StoreUnavailable("503")  # no retryable attribute → retryable
     assert run.exit_code == 1 and run.status is RunStatus.FAILED
     tasks = {t.name: t for t in job.store.get_tasks(run.run_id)}
     assert tasks["r1"].status is TaskStatus.FAILED and not tasks["r1"].retryable
@@ -327,6 +384,6 @@ def test_item_budget_counts_a_record_once_when_both_ledger_and_cursor_report_it(
                 task.item_done(f"{page}-{n}")
             pages.done(page, records=100)
     assert run.exit_code == 2
-    # the item budget's backstop stops right after the item that exceeded it, in the third page; counting
-    # both reports would have stopped it in the second
-    assert run.task_snapshots()[0].ok == 251
+    # issue 11.4: never more than N items recorded — the 251st is refused (redone next time), in the third
+    # page; counting both reports would have stopped it in the second
+    assert run.task_snapshots()[0].ok == 250

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 
 import click
@@ -37,7 +38,10 @@ def say(text: str) -> None:
 
 
 @click.command(cls=syncpoint.Command)
-@click.option("--mode", type=click.Choice(["page", "items", "watermark"]), default="page")
+@click.option("--mode", type=click.Choice(["page", "items", "watermark", "map-items", "map-slices"]), default="page")
+@click.option("--concurrency", type=int, default=8, help="workers of the map-* modes")
+@click.option("--item-seconds", type=float, default=0.0, help="how long each unit of the map-* modes takes")
+@click.option("--grace", type=float, default=None, help="the map-* modes' grace period after a stop")
 @click.option("--total", type=int, default=200)
 @click.option("--page-size", type=int, default=10)
 @click.option("--tie", type=int, default=7)
@@ -48,8 +52,9 @@ def say(text: str) -> None:
 @click.option("--job", "job_name", default="counting")
 @click.option("--fail-at", type=int, default=None, help="raise an error when this record is reached")
 @syncpoint.click_options
-def main(mode: str, total: int, page_size: int, tie: int, dest: str, gate: bool, linger: bool, commit_items: int,
-         job_name: str, fail_at: int | None, sync: syncpoint.RunOptions) -> None:
+def main(mode: str, concurrency: int, item_seconds: float, grace: float | None, total: int, page_size: int, tie: int,
+         dest: str, gate: bool, linger: bool, commit_items: int, job_name: str, fail_at: int | None,
+         sync: syncpoint.RunOptions) -> None:
     policy = syncpoint.SavePolicy(every_items=commit_items, every_pages=1, every_seconds=3600)
     job = syncpoint.Job.from_options(job_name, {"mode": mode, "total": total, "tie": tie}, sync,
                                      save_policy=policy)
@@ -59,17 +64,44 @@ def main(mode: str, total: int, page_size: int, tie: int, dest: str, gate: bool,
         say(f"READY {run.run_id} {os.getpid()}")
         task = run.task(mode)
         with open(dest, "a", encoding="utf-8") as out:
+            lock = threading.Lock()
+
             def write(record_id: str) -> None:
                 if fail_at is not None and int(record_id) == fail_at:
                     raise RuntimeError(f"record {record_id} is broken")
-                out.write(record_id + "\n")
-                out.flush()
+                with lock:
+                    out.write(record_id + "\n")
+                    out.flush()
+
+            def slow(unit: object) -> None:
+                say(f"STARTED {unit}")
+                if item_seconds:
+                    time.sleep(item_seconds)
 
             def wait() -> None:
                 if gate:
                     sys.stdin.readline()
 
-            if mode == "page":
+            if mode == "map-items":  # items in parallel, recorded out of order
+                ids = [r[0] for r in records]
+
+                def one(record_id: str) -> None:
+                    slow(record_id)
+                    write(record_id)
+                    say(f"PAGE {record_id}")
+
+                run.map(one, task.pending(ids), concurrency=concurrency, grace=grace)
+            elif mode == "map-slices":  # offset slices in parallel, merged into the task's interval set
+                def piece(part: syncpoint.Slice) -> int:
+                    slow(part.start)
+                    chunk = records[int(part.start):int(part.end)]  # type: ignore[call-overload]
+                    for record_id, _ in chunk:
+                        write(record_id)
+                    say(f"PAGE {part.start}")
+                    return len(chunk)
+
+                run.map(piece, task.slices(0, total, page_size), concurrency=concurrency, grace=grace)
+            elif mode == "page":
                 pages = task.page_cursor(first=0)
                 for page in range(pages.page, (total + page_size - 1) // page_size):
                     wait()

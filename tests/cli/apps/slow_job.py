@@ -28,7 +28,7 @@ def main(items: int, delay: float, fail_every: int, sync: syncpoint.RunOptions) 
             for i in task.iterate(range(items), key=str):
                 time.sleep(delay)
                 if fail_every and i % fail_every == 0:
-                    task.item_failed(str(i), "flaky", retryable=True)
+                    task.item_failed(str(i), "flaky", retryable=False)
                 else:
                     task.item_done(str(i))
 

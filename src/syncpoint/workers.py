@@ -1,0 +1,282 @@
+"""``run.map``: a function over work with N threads, each outcome recorded as it finishes (out of order).
+
+    summary = run.map(fetch_and_store, task.pending(ids), concurrency=16)
+
+What it hands out (``syncpoint.sources``): ``task.pending(items)`` — items not yet recorded, each recorded
+done or failed; ``run.pending_tasks(...)`` — tasks, each completed or failed like ``task.isolated()``;
+``task.slices(...)`` — slices of an ordered range, merged into the task's interval set; or any iterable,
+whose outcomes ``fn`` records itself (the first exception then stops the map and is raised, like
+``Executor.map``).
+
+Stopping: once a signal arrives or a budget is used up, no new work is handed out (the dispatcher looks at
+least every ``POLL`` seconds); work in flight may finish and be recorded within ``grace`` seconds (default
+``DEFAULT_GRACE``); what is still running then is abandoned — its outcome is never recorded, so it is redone
+on resume — and the run commits and stops (``Stopped``: exit 130/143, or 2 for a budget). Under an item
+budget no more items are handed out than the budget has room for. An exception in ``fn`` fails its item,
+slice or task (retryable unless declared permanent, ``syncpoint.failures``), never the process. Workers are
+daemon threads, so an abandoned one cannot hold the process open.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from syncpoint.errors import Stopped, UsageError
+from syncpoint.sources import PendingItems, Slices
+from syncpoint.task import Task
+
+if TYPE_CHECKING:
+    from syncpoint.run import Run
+
+log = logging.getLogger("syncpoint.workers")
+
+DEFAULT_GRACE = 10.0
+POLL = 0.1
+
+
+@dataclass
+class MapSummary:
+    """What a map did: units that succeeded, failed (recorded), were abandoned at a stop; seconds taken."""
+
+    done: int = 0
+    failed: int = 0
+    abandoned: int = 0
+    elapsed: float = 0.0
+    errors: list[BaseException] = field(default_factory=list, repr=False)
+
+
+class Outcomes(Protocol):
+    """How a kind of work records its outcomes."""
+
+    counts_items: bool  # each unit records one item: hand out no more than the item budget has room for
+    commits: bool  # recording may commit and read the store (a task's completion): off the event loop
+    raises: bool  # fn records its own outcomes; the first exception stops the map and is raised
+
+    def units(self) -> Iterator[Any]: ...
+
+    def succeeded(self, unit: Any, result: object) -> None: ...
+
+    def failed(self, unit: Any, error: BaseException) -> None: ...
+
+
+class _Recorded:
+    """Work that records itself (pending items, slices)."""
+
+    commits = False
+    raises = False
+
+    def __init__(self, source: PendingItems[Any] | Slices) -> None:
+        self.source = source
+        self.counts_items = isinstance(source, PendingItems)
+
+    def units(self) -> Iterator[Any]:
+        return iter(self.source)
+
+    def succeeded(self, unit: Any, result: object) -> None:
+        self.source.succeeded(unit, result)
+
+    def failed(self, unit: Any, error: BaseException) -> None:
+        self.source.failed(unit, error)
+
+
+class _Tasks:
+    """Tasks: each started, then completed or failed (like ``task.isolated()``)."""
+
+    counts_items = False
+    commits = True
+    raises = False
+
+    def __init__(self, tasks: Iterable[Task]) -> None:
+        self.tasks = tasks
+
+    def units(self) -> Iterator[Any]:
+        for task in self.tasks:
+            task.start()
+            yield task
+
+    def succeeded(self, unit: Any, result: object) -> None:
+        unit.complete()
+
+    def failed(self, unit: Any, error: BaseException) -> None:
+        unit.fail(error)
+        unit.run.log.warning("task %s failed: %s", unit.name, unit.record.error)
+
+
+class _Plain:
+    """Anything else: ``fn`` records what it wants; an exception stops the map and is raised."""
+
+    counts_items = False
+    commits = False
+    raises = True
+
+    def __init__(self, items: Iterable[Any]) -> None:
+        self.items = items
+
+    def units(self) -> Iterator[Any]:
+        return iter(self.items)
+
+    def succeeded(self, unit: Any, result: object) -> None:
+        pass
+
+    def failed(self, unit: Any, error: BaseException) -> None:
+        raise error
+
+
+def outcomes_for(work: Iterable[Any]) -> Outcomes:
+    if isinstance(work, (PendingItems, Slices)):
+        return _Recorded(work)
+    if isinstance(work, (list, tuple)) and work and all(isinstance(t, Task) for t in work):
+        return _Tasks(work)
+    return _Plain(work)
+
+
+class _Pool:
+    """The dispatcher's view of its workers: slots, in-flight count, and the gate that abandons them."""
+
+    def __init__(self, concurrency: int) -> None:
+        self.cond = threading.Condition()
+        self.in_flight = 0
+        self.recording = 0
+        self.abandoned = False
+        self.first_error: BaseException | None = None
+        self.stop_seen = False
+        self.work: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.concurrency = concurrency
+
+
+def run_map(
+    run: Run, fn: Callable[[Any], object], work: Iterable[Any], *, concurrency: int = 8, grace: float | None = None
+) -> MapSummary:
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise UsageError(f"concurrency must be a positive integer, got {concurrency!r}")
+    grace = DEFAULT_GRACE if grace is None else grace
+    kind = outcomes_for(work)
+    pool = _Pool(concurrency)
+    summary = MapSummary()
+    started = time.monotonic()
+    threads = [
+        threading.Thread(target=_worker, args=(run, fn, kind, pool, summary), name=f"syncpoint-map-{i}", daemon=True)
+        for i in range(concurrency)
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        _dispatch(run, kind, pool)
+        _drain(run, pool, grace, summary)
+    finally:
+        for _ in threads:
+            pool.work.put(_STOP)
+    summary.elapsed = time.monotonic() - started
+    if pool.first_error is not None and kind.raises:
+        raise pool.first_error
+    if pool.stop_seen or run.stopping:
+        run.checkpoint()  # commits and raises Stopped (a signal, or a budget now used up)
+    return summary
+
+
+_STOP = object()
+
+
+def _dispatch(run: Run, kind: Outcomes, pool: _Pool) -> None:
+    units = kind.units()
+    while True:
+        with pool.cond:
+            while not _must_stop(run, pool) and (
+                pool.in_flight >= pool.concurrency
+                or (kind.counts_items and run.pacer.budget_left() - pool.in_flight <= 0)
+            ):
+                pool.cond.wait(POLL)
+            if _must_stop(run, pool):
+                return
+        try:
+            unit = next(units)
+        except StopIteration:
+            return
+        with pool.cond:
+            pool.in_flight += 1
+        pool.work.put(unit)
+
+
+def _must_stop(run: Run, pool: _Pool) -> bool:
+    return pool.stop_seen or pool.first_error is not None or run.stopping
+
+
+def _drain(run: Run, pool: _Pool, grace: float, summary: MapSummary) -> None:
+    """Wait for the work in flight: all of it after the source ran out; within ``grace`` after a stop."""
+    stopping = _must_stop(run, pool)
+    deadline = time.monotonic() + grace if stopping else None
+    with pool.cond:
+        while pool.in_flight > 0:
+            if deadline is None and _must_stop(run, pool):
+                deadline = time.monotonic() + grace  # a stop arrived while draining
+            left = POLL if deadline is None else min(POLL, deadline - time.monotonic())
+            if left <= 0:
+                pool.abandoned = True
+                summary.abandoned = pool.in_flight
+                while pool.recording > 0:  # an outcome being recorded right now finishes first
+                    pool.cond.wait(POLL)
+                log.warning("abandoned %d unit(s) still running after the %gs grace period; a resume redoes them",
+                            summary.abandoned, grace)
+                return
+            pool.cond.wait(left)
+
+
+def _worker(run: Run, fn: Callable[[Any], object], kind: Outcomes, pool: _Pool, summary: MapSummary) -> None:
+    while True:
+        unit = pool.work.get()
+        if unit is _STOP:
+            return
+        try:
+            _one(run, fn, kind, pool, summary, unit)
+        finally:
+            with pool.cond:
+                pool.in_flight -= 1
+                pool.cond.notify_all()
+
+
+def _one(run: Run, fn: Callable[[Any], object], kind: Outcomes, pool: _Pool, summary: MapSummary, unit: Any) -> None:
+    error: BaseException | None = None
+    result: object = None
+    try:
+        result = fn(unit)
+    except Stopped:
+        _saw_stop(pool)
+        return  # fn stopped at a safe point (run.checkpoint, a wait cut short): redone on resume
+    except Exception as exc:
+        error = exc
+    with pool.cond:
+        if pool.abandoned:
+            return
+        pool.recording += 1
+    try:
+        if error is None:
+            kind.succeeded(unit, result)
+        else:
+            kind.failed(unit, error)
+        with pool.cond:
+            if error is None:
+                summary.done += 1
+            else:
+                summary.failed += 1
+    except Stopped:
+        _saw_stop(pool)
+    except Exception as exc:
+        with pool.cond:
+            if pool.first_error is None:
+                pool.first_error = exc
+    finally:
+        with pool.cond:
+            pool.recording -= 1
+            pool.cond.notify_all()
+
+
+def _saw_stop(pool: _Pool) -> None:
+    with pool.cond:
+        pool.stop_seen = True
+        pool.cond.notify_all()
