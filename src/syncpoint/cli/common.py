@@ -84,9 +84,9 @@ def _check_exists(url: str) -> None:
     """Read-only commands do not create a store where there is none: that is usually the wrong directory."""
     path: Path | None = None
     if url.startswith("sqlite:") or url.endswith((".db", ".sqlite", ".sqlite3")):
-        from syncpoint.stores import _sqlite_target
+        from syncpoint.stores import sqlite_target
 
-        path = Path(_sqlite_target(url)[0])
+        path = Path(sqlite_target(url)[0])
     elif url.startswith("json:"):
         path = Path(url[len("json:") :])
     if path is not None and not path.exists():

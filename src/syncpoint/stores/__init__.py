@@ -71,14 +71,15 @@ def open_store(url: str | None = None, *, checkpoint_dir: str | os.PathLike[str]
     if url.startswith("sqlite:") or url.endswith((".db", ".sqlite", ".sqlite3")):
         from syncpoint.stores.sqlite import SQLiteStore
 
-        path, options = _sqlite_target(url)
+        path, options = sqlite_target(url)
         return SQLiteStore(path, synchronous=options)
     raise UsageError(
         f"unknown store {mask_url(url)!r}; use sqlite:PATH, json:DIR or postgresql://user@host/db"
     )
 
 
-def _sqlite_target(url: str) -> tuple[str, str]:
+def sqlite_target(url: str) -> tuple[str, str]:
+    """The file path and query options of a ``sqlite:`` store URL (or a bare path)."""
     if url.startswith("sqlite://"):
         parts = urlsplit(url)
         path = parts.path if not parts.netloc else parts.netloc + parts.path
