@@ -28,9 +28,9 @@ def top_level_imports(tree: ast.Module) -> list[ast.ImportFrom | ast.Import]:
     for node in tree.body:
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             found.append(node)
-        elif isinstance(node, ast.If) and not (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"):
-            found.extend(n for n in ast.walk(node) if isinstance(n, (ast.Import, ast.ImportFrom)))
-        elif isinstance(node, ast.Try):
+        elif isinstance(node, ast.Try) or (
+            isinstance(node, ast.If) and not (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING")
+        ):
             found.extend(n for n in ast.walk(node) if isinstance(n, (ast.Import, ast.ImportFrom)))
     return found
 
@@ -94,7 +94,7 @@ def test_module_level_imports_have_no_cycle() -> None:
         stack.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                cycle = stack[stack.index(nxt):] + [nxt]
+                cycle = [*stack[stack.index(nxt):], nxt]
                 pytest.fail("import cycle: " + " -> ".join(cycle))
             if nxt not in state:
                 visit(nxt)
