@@ -8,6 +8,7 @@ commit is atomic: the store holds the last committed, consistent state whatever 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import signal
@@ -89,3 +90,18 @@ def exit_at_once_on_signal(first: int | None = None) -> None:
 
     for sig in WATCHED:
         signal.signal(sig, _exit)
+    _block_at_exit()
+
+
+_late_block_registered = False
+
+
+def _block_at_exit() -> None:
+    """Close the last window: late in interpreter shutdown (after ``atexit``) CPython resets Python-level
+    handlers to the default action, so a signal arriving then would kill the process by the signal. By the
+    time ``atexit`` hooks run, threads are joined and the exit code is decided; blocking the signals from then
+    on leaves them pending, and the process exits with its own code (130/143)."""
+    global _late_block_registered
+    if not _late_block_registered and hasattr(signal, "pthread_sigmask"):
+        atexit.register(signal.pthread_sigmask, signal.SIG_BLOCK, set(WATCHED))
+        _late_block_registered = True

@@ -162,3 +162,25 @@ def test_exit_codes_failed_partial_usage(kind: str, tmp_path: Path) -> None:
     assert code == 0, err
     code, _, err = run_job(job_args(kind, tmp_path, "items", "--end", "2024-02-30"))
     assert code == 64 and "2024-02-30" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_second_signal_after_the_run_ended_while_the_program_closes_exits_at_once(
+    sig: int, code: int, tmp_path: Path
+) -> None:
+    """Issue 11.5: from the first signal until the process exits, a second one always ends it with 130/143
+    and no traceback — also after the run's ``with`` block, while the program closes its destination (the
+    run used to restore the previous handlers there, so the second Ctrl+C died by the signal or traced back)."""
+    job = Path(__file__).resolve().parents[1] / "jobs" / "winddown_job.py"
+    child = Child([str(job), f"sqlite:{tmp_path / 'cp.db'}"])
+    child.expect("READY")
+    child.send()
+    child.expect("PAGE 0")
+    child.proc.send_signal(sig)
+    child.send()  # to the next safe point, where the run stops
+    child.expect("CLOSING")
+    child.proc.send_signal(sig)
+    returncode, stderr = child.finish()
+    assert returncode == code, stderr
+    assert "CLOSED" not in child.lines
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
