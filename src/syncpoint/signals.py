@@ -93,15 +93,23 @@ def exit_at_once_on_signal(first: int | None = None) -> None:
     _block_at_exit()
 
 
-_late_block_registered = False
+_late_ignore_registered = False
 
 
 def _block_at_exit() -> None:
     """Close the last window: late in interpreter shutdown (after ``atexit``) CPython resets Python-level
     handlers to the default action, so a signal arriving then would kill the process by the signal. By the
-    time ``atexit`` hooks run, threads are joined and the exit code is decided; blocking the signals from then
-    on leaves them pending, and the process exits with its own code (130/143)."""
-    global _late_block_registered
-    if not _late_block_registered and hasattr(signal, "pthread_sigmask"):
-        atexit.register(signal.pthread_sigmask, signal.SIG_BLOCK, set(WATCHED))
-        _late_block_registered = True
+    time ``atexit`` hooks run, threads are joined and the exit code is decided, and what is left of shutdown
+    is short: from then on the watched signals are ignored (``SIG_IGN`` is the one disposition CPython keeps
+    through finalization, and it holds for every thread, unlike a signal mask), and the process exits with its
+    own code (130/143)."""
+    global _late_ignore_registered
+    if not _late_ignore_registered:
+        atexit.register(_ignore_watched)
+        _late_ignore_registered = True
+
+
+def _ignore_watched() -> None:
+    with contextlib.suppress(ValueError, OSError):  # not the main thread, or an exotic platform
+        for sig in WATCHED:
+            signal.signal(sig, signal.SIG_IGN)
