@@ -86,38 +86,17 @@ def test_concurrent_crash_loop(tmp_path: Path, request: pytest.FixtureRequest) -
 
 @pytest.mark.soak
 @pytest.mark.timeout(40 * 60)
-def test_soak_crash_loop(tmp_path: Path) -> None:
-    """>= SOAK_KILLS SIGKILLs per backend; SOAK_WORKERS loops per backend run in parallel threads."""
+@pytest.mark.parametrize("kind", ["sequential", "concurrent"])
+def test_soak_crash_loop(kind: str, tmp_path: Path) -> None:
+    """>= SOAK_KILLS SIGKILLs per backend, for the sequential modes and for ``run.map``'s concurrent modes;
+    SOAK_WORKERS loops per backend run in parallel threads."""
     backends = ["sqlite", "json"] + ([] if pg_problem() else ["postgres"])
-    results: dict[tuple[str, int], Stats] = {}
-    errors: list[BaseException] = []
-    share = -(-SOAK_KILLS // SOAK_WORKERS)
-
-    def one(backend: str, worker: int) -> None:
-        try:
-            results[backend, worker] = campaign(
-                backend, tmp_path / f"{backend}-{worker}", kills=share,
-                seed=f"soak-{backend}-{worker}-{os.getpid()}", seconds=SOAK_SECONDS)
-        except BaseException as exc:  # re-raised in the main thread
-            errors.append(exc)
-
-    threads = [threading.Thread(target=one, args=(b, w)) for b in backends for w in range(SOAK_WORKERS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=SOAK_SECONDS + 600)
-    assert not errors, errors
-    ordered: list[Stats] = []
-    for backend in backends:
-        merged = Stats(backend)
-        for (b, _), stats in sorted(results.items()):
-            if b == backend:
-                merged.merge(stats)
-                merged.seconds = max(merged.seconds, stats.seconds)
-        ordered.append(merged)
-    report = {"kind": "crashloop", "kills_target": SOAK_KILLS, "workers_per_backend": SOAK_WORKERS,
+    modes = CONCURRENT_MODES if kind == "concurrent" else None
+    ordered = _parallel(backends, SOAK_KILLS, SOAK_SECONDS, tmp_path, modes, workers=SOAK_WORKERS,
+                        tag=f"soak-{kind}")
+    report = {"kind": f"crashloop-{kind}", "kills_target": SOAK_KILLS, "workers_per_backend": SOAK_WORKERS,
               "backends": [s.to_json() for s in ordered]}
-    REPORT.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    REPORT.with_suffix(f".{kind}.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     print("\n" + table(ordered))
     for stats in ordered:
         _assert_clean(stats)
