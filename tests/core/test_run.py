@@ -387,3 +387,53 @@ def test_item_budget_counts_a_record_once_when_both_ledger_and_cursor_report_it(
     # issue 11.4: never more than N items recorded — the 251st is refused (redone next time), in the third
     # page; counting both reports would have stopped it in the second
     assert run.task_snapshots()[0].ok == 250
+
+
+def test_item_budget_never_records_more_than_n_in_a_loop_without_iterate(url: str) -> None:
+    """Issue 11.4: ``--max-items 60`` recorded 61 items in a plain loop; now exactly 60, and the stop says so."""
+    job = make_job(url)
+    processed: list[int] = []
+    with job.run(max_items=60) as run:
+        task = run.task("t")
+        for n in range(200):
+            processed.append(n)
+            task.item_done(n)
+    assert (run.exit_code, run.status) == (2, RunStatus.PARTIAL)
+    assert "item budget of 60 reached" in (run.record.error or "")
+    assert job.store.ledger_counts(run.run_id, "t").ok == 60
+    assert len(processed) == 61  # the 61st was processed but not recorded: the next run redoes it
+    with job.run(resume=True, max_items=60) as again:
+        task = again.task("t")
+        for n in task.iterate(range(200), key=str):
+            task.item_done(n)
+    assert job.store.ledger_counts(run.run_id, "t").ok == 120
+
+
+def test_a_batch_that_ends_exactly_at_the_budget_completes(url: str) -> None:
+    job = make_job(url)
+    with job.run(max_items=10) as run, run.task("t") as task:
+        for n in range(10):
+            task.item_done(n)
+    assert run.exit_code == 0
+
+
+def test_a_bad_task_name_leaves_no_failed_run_behind(url: str) -> None:
+    """Issue 11.14: a usage error before any progress (a bad task name) used to leave a failed run."""
+    job = make_job(url)
+    with job.run() as run:
+        run.task("bad\x00name")
+    assert run.exit_code == 64
+    assert job.runs() == []
+
+
+def test_interrupted_item_ledger_tasks_are_described_by_their_counts(url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 11.14: an interrupted run listed item-ledger tasks as "gen-0 at null"."""
+    job = make_job(url)
+    with caplog.at_level(logging.INFO, logger="syncpoint"), job.run(max_items=5) as run:
+        task = run.task("gen-0")
+        task.item_failed("x", "bad", retryable=False)
+        for n in range(10):
+            task.item_done(n)
+    assert run.exit_code == 2
+    line = next(r.getMessage() for r in caplog.records if "continue with --resume" in r.getMessage())
+    assert "gen-0: 4 done, 1 failed" in line and "null" not in line
