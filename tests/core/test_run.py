@@ -426,7 +426,9 @@ def test_a_bad_task_name_leaves_no_failed_run_behind(url: str) -> None:
     assert job.runs() == []
 
 
-def test_interrupted_item_ledger_tasks_are_described_by_their_counts(url: str, caplog: pytest.LogCaptureFixture) -> None:
+def test_interrupted_item_ledger_tasks_are_described_by_their_counts(
+    url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """Issue 11.14: an interrupted run listed item-ledger tasks as "gen-0 at null"."""
     job = make_job(url)
     with caplog.at_level(logging.INFO, logger="syncpoint"), job.run(max_items=5) as run:
