@@ -26,10 +26,10 @@ def written(tmp_path: Path) -> list[str]:
     return path.read_text().split() if path.exists() else []
 
 
-def recorded(kind: str, tmp_path: Path) -> int:
+def recorded(kind: str, tmp_path: Path, task: str = "map-items") -> int:
     with syncpoint.open_store(store_url(kind, tmp_path)) as store:
         [run] = store.list_runs("counting", limit=1)
-        return store.ledger_counts(run.run_id, "map-items").ok
+        return store.ledger_counts(run.run_id, task).ok
 
 
 def started_16(child: Child) -> None:
@@ -87,3 +87,31 @@ def test_item_budget_stops_a_concurrent_job_with_exit_2_and_exactly_n_items(tmp_
     code, _, err = run_job(args("sqlite", tmp_path, "map-items", "--max-items", "60"))
     assert code == 2, err
     assert recorded("sqlite", tmp_path) == 60
+
+
+@pytest.mark.parametrize("kind", EMBEDDED_STORES)
+def test_asyncio_ctrl_c_with_16_coroutines_in_flight_exits_130_and_resume_finishes(kind: str, tmp_path: Path) -> None:
+    child = Child(args(kind, tmp_path, "amap-items", "--item-seconds", "1.0"))
+    started_16(child)
+    sent = time.monotonic()
+    child.proc.send_signal(signal.SIGINT)
+    returncode, stderr = child.finish()
+    assert returncode == 130, stderr
+    assert time.monotonic() - sent < 10
+    assert "Traceback" not in stderr
+    lines = written(tmp_path)
+    assert 16 <= len(lines) < 32 and recorded(kind, tmp_path, "amap-items") == len(lines)
+    code, _, err = run_job(args(kind, tmp_path, "amap-items", "--resume"))
+    assert code == 0, err
+    lines = written(tmp_path)
+    assert set(lines) == {r[0] for r in source(200, 7)} and Counter(lines).most_common(1)[0][1] == 1
+
+
+def test_asyncio_grace_period_cancels_what_still_runs(tmp_path: Path) -> None:
+    child = Child(args("sqlite", tmp_path, "amap-items", "--item-seconds", "120", "--grace", "1"))
+    started_16(child)
+    sent = time.monotonic()
+    child.proc.send_signal(signal.SIGINT)
+    returncode, stderr = child.finish()
+    assert returncode == 130 and time.monotonic() - sent < 8, stderr
+    assert "abandoned 16 unit(s)" in stderr and recorded("sqlite", tmp_path, "amap-items") == 0

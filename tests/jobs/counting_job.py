@@ -13,6 +13,7 @@ signal it while it winds down.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import threading
@@ -37,8 +38,11 @@ def say(text: str) -> None:
     sys.stdout.flush()
 
 
+MODE_CHOICE = click.Choice(["page", "items", "watermark", "map-items", "map-slices", "amap-items"])
+
+
 @click.command(cls=syncpoint.Command)
-@click.option("--mode", type=click.Choice(["page", "items", "watermark", "map-items", "map-slices"]), default="page")
+@click.option("--mode", type=MODE_CHOICE, default="page")
 @click.option("--concurrency", type=int, default=8, help="workers of the map-* modes")
 @click.option("--item-seconds", type=float, default=0.0, help="how long each unit of the map-* modes takes")
 @click.option("--grace", type=float, default=None, help="the map-* modes' grace period after a stop")
@@ -136,7 +140,22 @@ def main(mode: str, concurrency: int, item_seconds: float, grace: float | None, 
                     say(f"PAGE {start // page_size}")
         say("DONE")
 
-    code = job.execute(sync, body)
+    async def async_body(run: syncpoint.AsyncRun) -> None:  # amap-items: coroutines under asyncio
+        say(f"READY {run.run_id} {os.getpid()}")
+        task = run.task(mode)
+        ids = [r[0] for r in records]
+        with open(dest, "a", encoding="utf-8") as out:
+            async def one(record_id: str) -> None:
+                say(f"STARTED {record_id}")
+                await asyncio.sleep(item_seconds)
+                out.write(record_id + "\n")
+                out.flush()
+                say(f"PAGE {record_id}")
+
+            await run.map(one, task.pending(ids), concurrency=concurrency, grace=grace)
+        say("DONE")
+
+    code = job.execute(sync, async_body if mode == "amap-items" else body)
     if linger:  # like a program whose worker threads still finish while it exits
         threading.Thread(target=sys.stdin.read).start()
         say(f"EXITING {code}")
