@@ -177,6 +177,36 @@ def cli(ctx: click.Context, store_url: str | None, checkpoint_dir: str | None, l
 def _register() -> None:
     for module, attribute in COMMANDS:
         cli.add_command(getattr(importlib.import_module(module), attribute))
+    accept_store_options(cli)
+
+
+#: The store options every subcommand also accepts after its name: ``syncpoint db migrate --store URL``.
+STORE_OPTIONS = (("--store", "store_url", "URL", "The checkpoint store (as the global --store)."),
+                 ("--checkpoint-dir", "checkpoint_dir", "DIR", "Use the SQLite store DIR/syncpoint.db."))
+
+
+def accept_store_options(command: click.Command) -> None:
+    """Give every leaf command below ``command`` the global store options, unless it has its own (``import
+    --store`` names the target, ``demo`` has both). Given after the subcommand they override the global ones."""
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            accept_store_options(sub)
+        return
+    taken = {opt for param in command.params for opt in getattr(param, "opts", [])}
+    for flag, attribute, metavar, help_text in STORE_OPTIONS:
+        if flag not in taken:
+            command.params.append(click.Option(
+                [flag], metavar=metavar, help=help_text, expose_value=False, is_eager=True,
+                callback=_store_setter(attribute),
+            ))
+
+
+def _store_setter(attribute: str) -> Any:
+    def callback(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+        if value is not None:
+            setattr(ctx.ensure_object(CliContext), attribute, value)
+
+    return callback
 
 
 def register(command: click.Command) -> None:
