@@ -10,6 +10,7 @@ from typing import Any
 
 from syncpoint import codec
 from syncpoint.errors import EXIT_SIGINT, EXIT_SIGTERM, SyncpointError, UsageError
+from syncpoint.fail import report_error
 from syncpoint.model import RunRecord, RunStatus, StateEntry, utcnow
 from syncpoint.names import check_job_name, check_run_id
 from syncpoint.options import RunOptions
@@ -59,7 +60,8 @@ class Job:
     def execute(self, options: RunOptions, body: Callable[[Run], object]) -> int:
         """Do what the standard flags ask (``--list-runs``, ``--cleanup``, or run ``body``); the exit code.
 
-        Errors a user can cause end as one log line and their documented exit code, never a traceback.
+        Errors a user can cause end as one ``PROG: error: …`` line (``syncpoint.fail``) and their documented
+        exit code, never a traceback.
         Logging is set up (``--log-format``) unless the program configured it; progress is reported
         around ``body`` as ``--progress``/``--no-progress`` say (see ``syncpoint.progress``).
         """
@@ -84,8 +86,7 @@ class Job:
                 exit_at_once_on_signal()  # the program is on its way out: a second Ctrl+C must not trace back
             return run.exit_code
         except SyncpointError as err:
-            log.error("%s", err)
-            return err.exit_code
+            return report_error(err, log_format=options.log_format)
         except KeyboardInterrupt:  # a second Ctrl+C in the instant between the run's end and the line above
             exit_at_once_on_signal()
             return EXIT_SIGINT

@@ -21,6 +21,7 @@ import click
 
 from syncpoint.cli.common import CliContext
 from syncpoint.errors import EXIT_FAILED, EXIT_SIGINT, EXIT_USAGE, SyncpointError
+from syncpoint.fail import json_logging_active, json_requested, report_error
 from syncpoint.logs import FORMATS, configure_logging
 
 log = logging.getLogger("syncpoint.cli")
@@ -108,18 +109,10 @@ def _debug() -> bool:
     return bool(found and found.debug) or "--debug" in sys.argv
 
 
-def _json_logs() -> bool:
-    root = logging.getLogger()
-    return any(getattr(h, "_syncpoint", False) and "Json" in type(h.formatter).__name__ for h in root.handlers)
-
-
 def _fail(message: str, code: int, *, hint: str = "") -> NoReturn:
     line = f"{message}; {hint}" if hint else message
-    if _json_logs():
-        log.error("%s", line, extra={"exit_code": code})
-    else:
-        click.echo(f"syncpoint: error: {line}", err=True)
-    raise SystemExit(code)
+    fmt = "json" if json_logging_active() or json_requested() else "text"
+    raise SystemExit(report_error(line, "syncpoint", fmt, exit_code=code))
 
 
 def _quiet_broken_pipe() -> NoReturn:
