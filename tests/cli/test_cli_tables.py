@@ -30,9 +30,8 @@ def env_for(width: int | None) -> dict[str, str]:
 def url(tmp_path: Path) -> str:
     made = f"sqlite:{tmp_path / 'cp' / 'syncpoint.db'}"
     populate(made)
-    with opened(made) as store:  # a longer job name, as real ones are
-        with syncpoint.Job("drucksachen-vorgaenge", store=store).run() as run:
-            run.task("t").set_cursor(1, records=1)
+    with opened(made) as store, syncpoint.Job("drucksachen-vorgaenge", store=store).run() as run:
+        run.task("t").set_cursor(1, records=1)  # a longer job name, as real ones are
     return made
 
 
@@ -74,7 +73,7 @@ def test_runs_show_never_breaks_a_word(url: str, width: int) -> None:
         assert run_id in proc.stdout and status in proc.stdout
         seen = 0
         lines = proc.stdout.splitlines()
-        tasks_at = [i for i, line in enumerate(lines) if line.strip() == "tasks"][0]
+        tasks_at = next(i for i, line in enumerate(lines) if line.strip() == "tasks")
         for row in lines[tasks_at + 3:]:  # task statuses whole, next to their task
             cells = row.split()
             if not row.startswith(" ") and len(cells) == 1:  # the next table's title

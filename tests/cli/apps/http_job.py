@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 class Hello(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
+    def do_GET(self) -> None:  # the name http.server calls
         body = b"hello"
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
