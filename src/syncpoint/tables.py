@@ -7,7 +7,8 @@ it is actually given, which columns to show:
 * every column has a rank: rank 0 columns (the run ID, job, status, counts) are always shown, whole;
 * the others are added, lowest rank first, while they fit; a caption names what was left out;
 * free-text columns (``fold=True``: cursors, errors, paths) may be folded onto several lines instead of
-  being dropped, down to ``FOLD_FLOOR`` characters; short values (statuses, IDs, times) never wrap.
+  being dropped, down to ``FOLD_FLOOR`` characters; short values (statuses, IDs, times) never wrap, and a
+  foldable rank 0 column (the job) folds only when the rank 0 columns alone do not fit.
 
 So the same table prints whole on a 200-column pipe and folded or trimmed of detail at 80 columns.
 """
@@ -62,8 +63,10 @@ class FittedTable:
         return max(max((cell_len(line) for line in cell.splitlines() or [""]), default=0) for cell in cells)
 
     def _needed(self, index: int) -> int:
+        """Rank 0 columns are counted whole; other foldable ones at most ``FOLD_FLOOR`` wide."""
         natural = self._natural(index)
-        return min(natural, FOLD_FLOOR) if self.columns[index].fold else natural
+        column = self.columns[index]
+        return min(natural, FOLD_FLOOR) if column.fold and column.rank > 0 else natural
 
     def shown(self, width: int) -> list[int]:
         """Indexes of the columns shown at ``width``: every rank 0 column, then the others by rank (lowest
@@ -85,10 +88,13 @@ class FittedTable:
             caption = f"{', '.join(left_out)}: not shown at {width} columns" + (f"; {self.hint}" if self.hint else "")
         table = Table(title=self.title, title_justify="left", caption=caption, caption_justify="left",
                       box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, GAP - 1, 0, 0))
+        essentials = [i for i in chosen if self.columns[i].rank == 0]
+        whole = sum(self._natural(i) for i in essentials) + GAP * (len(essentials) - 1) <= width
         for i in chosen:
             column = self.columns[i]
+            keep_whole = not column.fold or (column.rank == 0 and whole)  # rank 0 folds only if nothing else fits
             table.add_column(column.name, justify=column.justify,  # type: ignore[arg-type]
-                             no_wrap=not column.fold, overflow="fold")
+                             no_wrap=keep_whole, overflow="fold")
         for cells, style in self.rows:
             table.add_row(*(cells[i] for i in chosen), style=style)
         return table

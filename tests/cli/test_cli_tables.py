@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from cli_helpers import ROOT, clean_env, opened, populate, sp
+from cli_helpers import ROOT, Holder, clean_env, opened, populate, sp
 
 import syncpoint
 
@@ -105,3 +105,16 @@ def test_a_jobs_list_runs_renders_like_the_cli(tmp_path: Path, width: int | None
     assert status in row.split() and "counting" in row.split()
     if width is None:
         assert "attempts" in proc.stdout  # piped: every column, as `syncpoint runs list | cat` shows
+
+
+def test_status_keeps_the_live_runs_id_job_and_counts_whole(url: str) -> None:
+    holder = Holder(url, "drucksachen-vorgaenge")
+    try:
+        for width in WIDTHS:
+            proc = sp("--store", url, "status", env=env_for(width))
+            assert proc.returncode == 0, proc.stderr
+            check_lines(proc.stdout, width)
+            [row] = [line for line in proc.stdout.splitlines() if holder.run_id in line]
+            assert "drucksachen-vorgaenge" in row.split() and "0/1" in row.split(), proc.stdout
+    finally:
+        holder.release()
