@@ -27,10 +27,10 @@ from syncpoint.errors import EXIT_FAILED, SyncpointError
 LOGGER = "syncpoint"
 
 
-def program_name() -> str:
-    """The name the user ran the program by: click's name for the root command if click runs it, else
-    ``sys.argv[0]``'s base name; ``python -m pkg`` is ``pkg``."""
-    ctx = click.get_current_context(silent=True)
+def program_name(ctx: click.Context | None = None) -> str:
+    """The name the user ran the program by: click's name for the root command of ``ctx`` (or of the
+    current context), else ``sys.argv[0]``'s base name; ``python -m pkg`` is ``pkg``."""
+    ctx = ctx or click.get_current_context(silent=True)
     if ctx is not None and ctx.find_root().info_name:
         return str(ctx.find_root().info_name).removeprefix("python -m ")
     argv0 = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from datetime import datetime, timezone
 from typing import Any, TextIO
@@ -101,14 +102,17 @@ def ensure_logging(fmt: str | None = None, level: int | str = "INFO") -> None:
 
 
 def own_loggers() -> list[str]:
-    """The loggers of syncpoint and of the program that uses it: ``__main__`` (a script), the package run
-    with ``python -m``, and the top package of the first caller outside syncpoint and click (a console
-    script's ``mysync.cli`` → ``mysync``)."""
+    """The loggers of syncpoint and of the program that uses it: ``__main__`` and the script's name
+    (``mysync.py`` → ``mysync``), the package run with ``python -m``, and the top package of the first
+    caller outside syncpoint and click (a console script's ``mysync.cli`` → ``mysync``)."""
     names = ["syncpoint", "__main__"]
     main = sys.modules.get("__main__")
     spec = getattr(main, "__spec__", None)
     if spec is not None and spec.name:
         names.append(spec.name.split(".")[0])
+    script = getattr(main, "__file__", None)
+    if script:  # mysync.py logging as getLogger("mysync")
+        names.append(os.path.splitext(os.path.basename(script))[0])
     frame = sys._getframe(1)
     for _ in range(50):  # bounded: a deep stack ends the search, not the program
         if frame is None:

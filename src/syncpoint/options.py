@@ -188,18 +188,16 @@ class Command(click.Command):
         kwargs.setdefault("standalone_mode", True)
         argv = kwargs.get("args") if kwargs.get("args") is not None else (args[0] if args else None)
         fmt = "json" if json_requested(argv) else None
+        named = kwargs.get("prog_name") or (args[1] if len(args) > 1 else None)
         try:
             return super().main(*args, **{**kwargs, "standalone_mode": False})
         except click.exceptions.Abort:
-            raise SystemExit(report_error("interrupted", self._prog(None), fmt, exit_code=130)) from None
+            raise SystemExit(report_error("interrupted", named or program_name(), fmt, exit_code=130)) from None
         except click.UsageError as err:
             message = f"{err.format_message()} (see --help)"
-            raise SystemExit(report_error(message, self._prog(err.ctx), fmt, exit_code=64)) from None
+            raise SystemExit(report_error(message, named or program_name(err.ctx), fmt, exit_code=64)) from None
         except click.ClickException as err:
             code = err.exit_code
-            raise SystemExit(report_error(err.format_message(), self._prog(None), fmt, exit_code=code)) from None
+            raise SystemExit(report_error(err.format_message(), named or program_name(), fmt, exit_code=code)) from None
         except SyncpointError as err:  # e.g. the store does not open in Job(...), before Job.execute
-            raise SystemExit(report_error(err, self._prog(None), fmt)) from None
-
-    def _prog(self, ctx: click.Context | None) -> str:
-        return str(ctx.find_root().info_name) if ctx is not None and ctx.find_root().info_name else program_name()
+            raise SystemExit(report_error(err, named or program_name(), fmt)) from None

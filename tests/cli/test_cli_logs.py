@@ -90,5 +90,6 @@ def test_a_jobs_http_requests_are_not_logged(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "httpx" not in proc.stderr and "HTTP Request" not in proc.stderr, proc.stderr
-    assert "__main__: fetched 20 pages" in proc.stderr, proc.stderr  # the program's own INFO line
+    assert "__main__: fetched 20 pages" in proc.stderr, proc.stderr  # the program's own INFO lines
+    assert "http_job: named after the script" in proc.stderr, proc.stderr
     assert "started run" in proc.stderr  # syncpoint's INFO lines

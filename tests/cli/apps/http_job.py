@@ -1,7 +1,7 @@
 """A sync that makes HTTP requests with httpx to a local server, for the logging tests.
 
 ``http_job.py --requests N [standard flags]``: serves 127.0.0.1 on an ephemeral port in a thread, fetches
-it N times inside the run, and logs one INFO line of its own (logger ``__main__``) at the end.
+it N times inside the run, and logs INFO lines of its own (loggers ``__main__`` and ``http_job``) at the end.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ def main(requests: int, sync: syncpoint.RunOptions) -> None:
                 client.get(url).raise_for_status()
                 task.item_done(str(i))
         log.info("fetched %d pages", requests)
+        logging.getLogger("http_job").info("named after the script")  # as many programs name their logger
 
     code = job.execute(sync, body)
     server.shutdown()
