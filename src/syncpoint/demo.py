@@ -31,9 +31,10 @@ import click
 
 from syncpoint.cursors import NEWEST_FIRST, Watermark
 from syncpoint.dates import parse_datetime
-from syncpoint.errors import EXIT_OK, EXIT_PARTIAL, EXIT_SIGINT, EXIT_SIGTERM, SyncpointError
+from syncpoint.errors import EXIT_OK, EXIT_PARTIAL, EXIT_SIGINT, EXIT_SIGTERM, SyncpointError, UsageError
 from syncpoint.http import HttpClient, RetryPolicy, paginate_cursor
 from syncpoint.job import Job
+from syncpoint.model import RunStatus
 from syncpoint.options import Command, RunOptions
 from syncpoint.run import Run
 from syncpoint.task import Task
@@ -325,6 +326,12 @@ def run_demo(
     with DipServer({"drucksache": settings.count}, seed=settings.seed, page_size=DEMO_PAGE_SIZE,
                    faults=faults) as server:
         job = Job.from_options(DEMO_JOB, config, options)
+        if options.resume and not options.new_run:
+            try:
+                _check_same_demo(job, settings)
+            except UsageError:
+                job.close()
+                raise
         dest = SqliteDestination(settings.db_path)
         try:
             echo(_intro(settings, server.url, job.store.location))
@@ -338,6 +345,29 @@ def run_demo(
             job.close()
         echo(_outro(settings, code, rows, sum(server.stats.pages.values())))
     return code
+
+
+def _check_same_demo(job: Job, settings: DemoSettings) -> None:
+    """``--resume`` with another ``--count``/``--seed``/``--db`` than the run it would resume: say which flags
+    continue that run and which start over. (The general message suggests ``--force`` and ``--new-run``,
+    flags the demo does not have: a demo resumed against another data set would mix two of them.)"""
+    found = job.store.list_runs(job.name, statuses=[s for s in RunStatus if s.resumable], limit=1)
+    if not found:
+        return
+    old = found[0].config
+    then = replace(
+        settings,
+        count=int(old.get("count", settings.count)), seed=int(old.get("seed", settings.seed)),
+        db=str(old["db"]) if old.get("db") and str(old["db"]) != str(settings.db_path) else settings.db,
+    )
+    if (then.count, then.seed, str(then.db_path)) == (settings.count, settings.seed, str(settings.db_path)):
+        return
+    was = f"--count {then.count}, --seed {then.seed}, --db {then.db_path}"
+    fresh = settings.resume_command().replace("syncpoint demo --resume", "syncpoint demo", 1)
+    raise UsageError(
+        f"the demo run {found[0].run_id} to resume was started with {was}; continue it with "
+        f"'{then.resume_command()}', or start a new demo with '{fresh}' (without --resume)"
+    )
 
 
 def _intro(settings: DemoSettings, url: str, location: str) -> str:
@@ -355,6 +385,10 @@ def _intro(settings: DemoSettings, url: str, location: str) -> str:
 
 def _outro(settings: DemoSettings, code: int, rows: int, pages: int) -> str:
     where = f"{rows:,} of {settings.count:,} documents are in {settings.db_path}"
+    if rows > settings.count:  # documents of an earlier demo with a larger --count or another --seed
+        where = (f"{settings.db_path} holds {rows:,} documents: more than the {settings.count:,} this API serves, "
+                 "because earlier demo runs with another --count or --seed left theirs (delete the file to "
+                 "start clean)")
     if code == EXIT_OK:
         return (f"\nDone: {where}; the server served {pages} page(s) this time.\n"
                 f"See the run history: syncpoint runs list --job {DEMO_JOB}")
@@ -362,7 +396,7 @@ def _outro(settings: DemoSettings, code: int, rows: int, pages: int) -> str:
         why = "Stopped by a budget" if code == EXIT_PARTIAL else "Interrupted"
         return (f"\n{why} (exit {code}); nothing is lost: {where} and the checkpoint is committed.\n"
                 f"To continue where it stopped, run:\n\n    {settings.resume_command()}\n")
-    return f"\nThe demo ended with exit code {code}; {where}. The log lines above say why."
+    return f"\nThe demo ended with exit code {code}; {where}. The lines above say why."
 
 
 def _show_info_logs() -> None:

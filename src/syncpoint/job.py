@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from syncpoint import codec
 from syncpoint.errors import EXIT_SIGINT, SyncpointError, UsageError
+from syncpoint.fail import report_error
 from syncpoint.failures import PermanentRule
 from syncpoint.model import RunRecord, RunStatus, StateEntry, utcnow
 from syncpoint.names import check_job_name, check_run_id
@@ -78,7 +79,8 @@ class Job:
         """Do what the standard flags ask (``--list-runs``, ``--cleanup``, or run ``body``); the exit code.
 
         ``body`` may be a coroutine function: it then runs in ``asyncio.run`` with an ``AsyncRun``.
-        Errors a user can cause end as one log line and their documented exit code, never a traceback.
+        Errors a user can cause end as one ``PROG: error: …`` line (``syncpoint.fail``) and their documented
+        exit code, never a traceback.
         Logging is set up (``--log-format``) unless the program configured it; progress is reported
         around ``body`` as ``--progress``/``--no-progress`` say (see ``syncpoint.progress``).
         """
@@ -103,8 +105,7 @@ class Job:
             assert run.exit_code is not None
             return run.exit_code
         except SyncpointError as err:
-            log.error("%s", err)
-            return err.exit_code
+            return report_error(err, log_format=options.log_format)
         except KeyboardInterrupt:  # a second Ctrl+C in the instant between the run's end and the line above
             exit_at_once_on_signal()
             return EXIT_SIGINT

@@ -4,8 +4,9 @@
     ensure_logging("text")                # the same, but only if the program configured nothing itself
 
 The library itself only logs (``logging.getLogger("syncpoint...")``); it never prints. ``Job.execute`` calls
-``ensure_logging`` so that a job's log lines appear without any setup, and leaves a program's own logging
-configuration alone. The handler writes to whatever ``sys.stderr`` is at the time of each record, so that a
+``ensure_logging`` so that a job's log lines appear without any setup (INFO for syncpoint and the program's
+own loggers, WARNING for every other library), and leaves a program's own logging configuration alone.
+The handler writes to whatever ``sys.stderr`` is at the time of each record, so that a
 live progress display (which swaps ``sys.stderr`` for a proxy) keeps log lines above the display.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from datetime import datetime, timezone
 from typing import Any, TextIO
@@ -86,6 +88,39 @@ def configure_logging(level: int | str = "INFO", fmt: str = "text", stream: Text
 
 
 def ensure_logging(fmt: str | None = None, level: int | str = "INFO") -> None:
-    """Configure logging unless the program already did (the root logger has handlers)."""
-    if not logging.getLogger().handlers:
-        configure_logging(level, fmt or "text")
+    """Configure logging unless the program already did (the root logger has handlers).
+
+    ``level`` applies to syncpoint's loggers and the program's own (``own_loggers``); every other library
+    (httpx, urllib3, botocore, …) logs at WARNING and above only, so that a sync printing one line per HTTP
+    request does not bury its own messages.
+    """
+    if logging.getLogger().handlers:
+        return
+    configure_logging("WARNING", fmt or "text")
+    for name in own_loggers():
+        logging.getLogger(name).setLevel(level.upper() if isinstance(level, str) else level)
+
+
+def own_loggers() -> list[str]:
+    """The loggers of syncpoint and of the program that uses it: ``__main__`` and the script's name
+    (``mysync.py`` → ``mysync``), the package run with ``python -m``, and the top package of the first
+    caller outside syncpoint and click (a console script's ``mysync.cli`` → ``mysync``)."""
+    names = ["syncpoint", "__main__"]
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name:
+        names.append(spec.name.split(".")[0])
+    script = getattr(main, "__file__", None)
+    if script:  # mysync.py logging as getLogger("mysync")
+        names.append(os.path.splitext(os.path.basename(script))[0])
+    frame = sys._getframe(1)
+    for _ in range(50):  # bounded: a deep stack ends the search, not the program
+        if frame is None:
+            break
+        module = str(frame.f_globals.get("__name__", ""))
+        top = module.split(".")[0]
+        if top and top not in ("syncpoint", "click", "contextlib", "functools", "importlib"):
+            names.append(top)
+            break
+        frame = frame.f_back  # type: ignore[assignment]
+    return list(dict.fromkeys(names))

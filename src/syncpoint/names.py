@@ -1,8 +1,15 @@
 """Validation of the names users give us, before they become file names, lock names or SQL values.
 
-Job names become file names (locks, JSON checkpoints), so they are restricted to a portable set. Task
-names, keys and state keys are stored as values, never as paths, so they may hold almost anything
-printable (``org/repo:pulls``) — but never control characters, and never absurd lengths.
+Job names are ASCII on purpose (the rule users read is in README.md, "Names"). A job name becomes a file
+name (the job's lock file, the JSON store's files), a word in shell commands, crontabs and log queries,
+and the identity behind the job's lock. Unicode letters would work as bytes, but two names that look the
+same need not be the same string (``Ü`` composed or decomposed — macOS file names are decomposed —, a
+Cyrillic ``\u0430`` for a Latin ``a``): one job would silently become two, with two locks that no longer keep
+two runs of it apart. So job names are ``[A-Za-z0-9][A-Za-z0-9._-]*``, at most 128 characters.
+
+Task names, keys and state keys are stored as values, never as paths or locks, so they may hold any
+Unicode text (``org/repo:pulls``, ``Überweisungen-日本``) — but never control characters, and never
+absurd lengths.
 """
 
 from __future__ import annotations
@@ -32,8 +39,9 @@ def check_job_name(name: object) -> str:
         raise InvalidName(f"job name is {len(name)} characters long; the limit is {MAX_JOB_NAME}")
     if not _JOB_RE.fullmatch(name):
         raise InvalidName(
-            f"job name {_shown(name)} is not allowed; use letters, digits, '.', '_' and '-', "
-            "starting with a letter or digit"
+            f"job name {_shown(name)} is not allowed: job names are ASCII (A-Z, a-z, 0-9, '.', '_', '-', "
+            "starting with a letter or digit) because they name files and locks; other text can go in the "
+            "job's config or its task names (see 'Names' in the README)"
         )
     return name
 

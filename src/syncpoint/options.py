@@ -19,6 +19,7 @@ import click
 
 from syncpoint.dates import parse_datetime
 from syncpoint.errors import SyncpointError, UsageError
+from syncpoint.fail import json_requested, program_name, report_error
 from syncpoint.names import check_run_id, check_value_name
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -181,22 +182,22 @@ def options_from_namespace(ns: argparse.Namespace) -> RunOptions:
 class Command(click.Command):
     """A click command whose usage errors exit 64 (the documented code) instead of click's 2, and whose
     syncpoint errors raised outside ``Job.execute`` (a store that cannot be opened in ``Job(...)``) end as one
-    line and their own exit code, not a traceback."""
+    ``PROG: error: …`` line (``syncpoint.fail``) and their own exit code, not a traceback."""
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("standalone_mode", True)
+        argv = kwargs.get("args") if kwargs.get("args") is not None else (args[0] if args else None)
+        fmt = "json" if json_requested(argv) else None
+        named = kwargs.get("prog_name") or (args[1] if len(args) > 1 else None)
         try:
             return super().main(*args, **{**kwargs, "standalone_mode": False})
         except click.exceptions.Abort:
-            click.echo("Aborted!", err=True)
-            raise SystemExit(130) from None
+            raise SystemExit(report_error("interrupted", named or program_name(), fmt, exit_code=130)) from None
         except click.UsageError as err:
-            name = err.ctx.command_path if err.ctx is not None else (self.name or "command")
-            click.echo(f"{name}: error: {err.format_message()} (see --help)", err=True)
-            raise SystemExit(64) from None
+            message = f"{err.format_message()} (see --help)"
+            raise SystemExit(report_error(message, named or program_name(err.ctx), fmt, exit_code=64)) from None
         except click.ClickException as err:
-            err.show()
-            raise SystemExit(err.exit_code) from None
+            code = err.exit_code
+            raise SystemExit(report_error(err.format_message(), named or program_name(), fmt, exit_code=code)) from None
         except SyncpointError as err:  # e.g. the store does not open in Job(...), before Job.execute
-            click.echo(f"{self.name or 'command'}: error: {err}", err=True)
-            raise SystemExit(err.exit_code) from None
+            raise SystemExit(report_error(err, named or program_name(), fmt)) from None

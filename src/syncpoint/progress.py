@@ -12,135 +12,43 @@ of each task's record and counters) and renders them; the run's hot path is not 
            the numbers are also attached to the record (``extra``) for JSON logs
     off    nothing
 
-"Done" for a task is the larger of its record count and its item count (ok + failed); its total is
-``TaskRecord.total`` (``task.set_total``). The run's total is known once every unfinished task has one.
-Rates are measured over the last 30 seconds of this process, so a resumed run's earlier work does not
-inflate them.
+The numbers are ``syncpoint.progress_numbers``; a live frame is ``syncpoint.progress_view`` (it fits the
+terminal's width); ``syncpoint.live_term`` keeps other writers to the terminal (the signal handler's line)
+out of the middle of a frame. The live display ends with one final frame that says how the run ended.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from syncpoint.errors import EXIT_PARTIAL, Stopped
 from syncpoint.model import TaskRecord, TaskStatus
+from syncpoint.progress_numbers import Rate, Totals, clock, describe, eta, task_done
+from syncpoint.progress_view import MAX_TASK_ROWS, Frame, FrameData
 
 if TYPE_CHECKING:
-    from rich.console import Console, RenderableType
+    from rich.console import Console
     from rich.live import Live
 
+    from syncpoint.live_term import SignalChain, StderrCapture
     from syncpoint.options import RunOptions
     from syncpoint.run import Run
+
+__all__ = ["MAX_TASK_ROWS", "ProgressReporter", "Rate", "Totals", "choose_mode", "clock", "describe", "eta",
+           "interval_from", "task_done", "track"]
 
 log = logging.getLogger("syncpoint.progress")
 
 DEFAULT_INTERVAL = 10.0
 SAMPLE_EVERY = 0.5
-RATE_WINDOW = 30.0
-MAX_TASK_ROWS = 8
 INTERVAL_ENV = "SYNCPOINT_PROGRESS_INTERVAL"
-
-
-# -- numbers --------------------------------------------------------------------------------------------
-def task_done(record: TaskRecord) -> int:
-    return max(record.records, record.ok + record.failed)
-
-
-@dataclass(frozen=True)
-class Totals:
-    """One sample of a run (or a task): done, total if known, failures, task counts."""
-
-    done: int
-    total: int | None
-    failed: int
-    tasks_done: int
-    tasks: int
-    tasks_failed: int
-
-    @classmethod
-    def of(cls, records: list[TaskRecord]) -> Totals:
-        total: int | None = 0
-        for r in records:
-            if r.total is not None:
-                total = None if total is None else total + max(r.total, task_done(r))
-            elif r.status is TaskStatus.COMPLETE:
-                total = None if total is None else total + task_done(r)
-            else:
-                total = None
-        return cls(
-            done=sum(task_done(r) for r in records),
-            total=total if records else None,
-            failed=sum(r.failed for r in records),
-            tasks_done=sum(r.status is TaskStatus.COMPLETE for r in records),
-            tasks=len(records),
-            tasks_failed=sum(r.status is TaskStatus.FAILED for r in records),
-        )
-
-
-class Rate:
-    """Records per second over a sliding window of samples."""
-
-    def __init__(self, window: float = RATE_WINDOW) -> None:
-        self.window = window
-        self._samples: deque[tuple[float, int]] = deque()
-
-    def add(self, now: float, value: int) -> None:
-        self._samples.append((now, value))
-        while len(self._samples) > 2 and now - self._samples[1][0] >= self.window:
-            self._samples.popleft()
-
-    @property
-    def per_second(self) -> float:
-        if len(self._samples) < 2:
-            return 0.0
-        (t0, v0), (t1, v1) = self._samples[0], self._samples[-1]
-        return max(0.0, (v1 - v0) / (t1 - t0)) if t1 > t0 else 0.0
-
-
-def clock(seconds: float) -> str:
-    return str(timedelta(seconds=math.ceil(seconds)))
-
-
-def eta(totals: Totals, rate: float) -> str | None:
-    if totals.total is None:
-        return None
-    left = max(0, totals.total - totals.done)
-    if left == 0:
-        return clock(0)
-    return clock(left / rate) if rate > 0 else "?"
-
-
-def describe(label: str, totals: Totals, rate: float, *, elapsed: float | None = None) -> str:
-    """``drucksachen: 750/1000 (75.0%) · 120.5 rec/s · ETA 0:02:04 · 5 failed`` (the log line's body)."""
-    if totals.total is not None:
-        pct = 100.0 * totals.done / totals.total if totals.total else 100.0
-        parts = [f"{label}: {totals.done}/{totals.total} ({pct:.1f}%)"]
-    else:
-        parts = [f"{label}: {totals.done} done"]
-    parts.append(f"{rate:.1f} rec/s")
-    if elapsed is not None:
-        parts.append(f"elapsed {clock(elapsed)}")
-    else:
-        left = eta(totals, rate)
-        if left is not None:
-            parts.append(f"ETA {left}")
-    if totals.tasks > 1:
-        parts.append(f"tasks {totals.tasks_done}/{totals.tasks}")
-    if totals.failed:
-        parts.append(f"{totals.failed} failed")
-    if totals.tasks_failed:
-        parts.append(f"{totals.tasks_failed} task{'s' if totals.tasks_failed > 1 else ''} failed")
-    return " · ".join(parts)
 
 
 # -- the reporter ---------------------------------------------------------------------------------------
@@ -165,9 +73,12 @@ class ProgressReporter:
         self.console = console
         self._rate = Rate()
         self._task_rates: dict[str, Rate] = {}
+        self._last: tuple[float, dict[str, int]] | None = None  # the previous sample: time, done per task
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._live: Live | None = None
+        self._capture: StderrCapture | None = None
+        self._signals: SignalChain | None = None
         self._started = time.monotonic()
         self._last_line = self._started
         self._origin: int | None = None
@@ -184,26 +95,23 @@ class ProgressReporter:
         if self.mode == "live":
             self._start_live()
             if records is not None and self._live is not None:
-                self._live.update(self._render(records), refresh=True)
+                self._live.update(self._frame(records), refresh=True)
         self._thread = threading.Thread(target=self._loop, name="syncpoint-progress", daemon=True)
         self._thread.start()
         return self
 
-    def stop(self) -> None:
-        """Stop sampling and render the final state (a last log line, or the live display's last frame)."""
+    def stop(self, outcome: str = "finished") -> None:
+        """Stop sampling and render the final state once: a last log line, or the display's last frame,
+        which says ``outcome`` ("finished", "interrupted (stopped by SIGINT)", …)."""
         if self._thread is None:
             return
         self._stop.set()
         self._thread.join()
         self._thread = None
         records = self._sample()
-        if records is None:
-            return
         if self._live is not None:
-            self._live.update(self._render(records, final=True), refresh=True)
-            self._live.stop()
-            self._live = None
-        else:
+            self._stop_live(records, outcome)
+        elif records is not None:
             self._log(records, final=True)
 
     def __enter__(self) -> ProgressReporter:
@@ -225,7 +133,7 @@ class ProgressReporter:
         if records is None:
             return
         if self._live is not None:
-            self._live.update(self._render(records), refresh=True)
+            self._live.update(self._frame(records), refresh=True)
         elif self.mode == "log" and time.monotonic() - self._last_line >= self.interval:
             self._log(records)
 
@@ -239,22 +147,36 @@ class ProgressReporter:
         if self._origin is None:
             self._origin = done
         self._rate.add(now, done)
+        before = self._last
         for record in records:
             if record.status is TaskStatus.IN_PROGRESS:
-                self._task_rates.setdefault(record.name, Rate()).add(now, task_done(record))
+                rate = self._task_rates.get(record.name)
+                if rate is None:  # new to us: it had done what the last sample saw (0 if it was not there)
+                    rate = self._task_rates[record.name] = Rate()
+                    if before is not None:
+                        rate.add(before[0], before[1].get(record.name, 0))
+                rate.add(now, task_done(record))
             else:
                 self._task_rates.pop(record.name, None)
+        self._last = (now, {r.name: task_done(r) for r in records})
         return records
+
+    def _rates(self, records: list[TaskRecord]) -> tuple[dict[str, float], float]:
+        """Each running task's rate, and the sum of those whose total is known (for the ETA)."""
+        rates = {name: rate.per_second for name, rate in self._task_rates.items()}
+        known = sum(rates.get(r.name, 0.0) for r in records if r.total is not None)
+        return rates, known
 
     # -- log lines --------------------------------------------------------------------------------------
     def _log(self, records: list[TaskRecord], *, final: bool = False) -> None:
         self._last_line = time.monotonic()
         totals = Totals.of(records)
         rate = self._rate.per_second if not final else self._average(totals)
+        _, known = self._rates(records)
         elapsed = self._last_line - self._started
         label = f"{self.label} (final)" if final else self.label
         log.info(
-            "progress %s", describe(label, totals, rate, elapsed=elapsed if final else None),
+            "progress %s", describe(label, totals, rate, elapsed=elapsed if final else None, known_rate=known),
             extra={
                 "job": self.label, "run_id": self.run.run_id, "done": totals.done, "total": totals.total,
                 "failed": totals.failed, "rate": round(rate, 3), "tasks_done": totals.tasks_done,
@@ -273,67 +195,58 @@ class ProgressReporter:
         from rich.console import Console
         from rich.live import Live
 
-        console = self.console or Console(stderr=True)
+        from syncpoint import live_term
+
+        console = self.console
+        if console is None and live_term.supported():
+            try:
+                self._capture = live_term.StderrCapture(self._print_above)
+                console = Console(file=self._capture.start())
+                self._signals = live_term.SignalChain(self._capture)
+                self._signals.install()
+            except OSError:  # no spare descriptors, …: draw on stderr as it is
+                log.debug("cannot capture stderr for the live display", exc_info=True)
+                self._stop_capture()
+                console = None
         self._live = Live(
-            console=console, auto_refresh=False, transient=False, redirect_stderr=True,
+            console=console or Console(stderr=True), auto_refresh=False, transient=False, redirect_stderr=True,
             redirect_stdout=sys.stdout.isatty(),  # never move a program's piped output to the terminal
         )
         self._live.start()
 
-    def _render(self, records: list[TaskRecord], *, final: bool = False) -> RenderableType:
-        from rich.console import Group
-        from rich.progress_bar import ProgressBar
-        from rich.table import Table
+    def _print_above(self, line: str) -> None:
         from rich.text import Text
 
+        if self._live is None:
+            raise RuntimeError("no live display")
+        self._live.console.print(Text(line), soft_wrap=False)
+
+    def _stop_live(self, records: list[TaskRecord] | None, outcome: str) -> None:
+        assert self._live is not None
+        self._stop_capture()  # lines still in the pipe go above the display, before its last frame
+        if records is not None:
+            self._live.update(self._frame(records, outcome=outcome), refresh=False)
+        self._live.stop()  # draws the last frame once, in place of the previous one
+        self._live = None
+        if self._capture is not None:
+            self._capture.close_terminal()
+            self._capture = None
+
+    def _stop_capture(self) -> None:
+        if self._signals is not None:
+            self._signals.uninstall()
+            self._signals = None
+        if self._capture is not None:
+            self._capture.stop()
+
+    def _frame(self, records: list[TaskRecord], *, outcome: str | None = None) -> Frame:
         totals = Totals.of(records)
-        elapsed = time.monotonic() - self._started
-        rate = self._average(totals) if final else self._rate.per_second
-        head = Text(f"{self.run.run_id} · ", style="dim")
-        head.append(describe(self.label, totals, rate, elapsed=elapsed if final else None), style="bold")
-        table = Table.grid(padding=(0, 2))
-        for justify in ("left", "left", "left", "right", "right", "right", "right"):
-            table.add_column(justify=justify)
-        shown = _rows_to_show(records)
-        for record in shown:
-            one = Totals.of([record])
-            task_rate = self._task_rates[record.name].per_second if record.name in self._task_rates else 0.0
-            bar: RenderableType = (
-                ProgressBar(total=float(one.total or 1), completed=float(one.done), width=24)
-                if one.total is not None else Text("")
-            )
-            left = eta(one, task_rate) if record.status is TaskStatus.IN_PROGRESS else None
-            table.add_row(
-                record.name, _status_text(record), bar,
-                f"{one.done}/{one.total}" if one.total is not None else str(one.done),
-                f"{task_rate:.1f} rec/s" if record.status is TaskStatus.IN_PROGRESS else "",
-                f"ETA {left}" if left else "",
-                f"{record.failed} failed" if record.failed else "",
-            )
-        hidden = len(records) - len(shown)
-        parts: list[RenderableType] = [head, table]
-        if hidden:
-            parts.append(Text(f"… and {hidden} more task{'s' if hidden > 1 else ''}", style="dim"))
-        return Group(*parts)
-
-
-def _status_text(record: TaskRecord) -> str:
-    return {
-        TaskStatus.PENDING: "pending", TaskStatus.IN_PROGRESS: "running", TaskStatus.COMPLETE: "done",
-        TaskStatus.FAILED: "failed",
-    }[record.status]
-
-
-def _rows_to_show(records: list[TaskRecord]) -> list[TaskRecord]:
-    """The tasks worth a row: those in progress, then recently failed, then the last finished ones."""
-    if len(records) <= MAX_TASK_ROWS:
-        return records
-    active = [r for r in records if r.status is TaskStatus.IN_PROGRESS]
-    failed = [r for r in records if r.status is TaskStatus.FAILED]
-    done = [r for r in records if r.status is TaskStatus.COMPLETE]
-    chosen = (active + failed[-2:] + done[-2:])[:MAX_TASK_ROWS]
-    keep = {id(r) for r in chosen}
-    return [r for r in records if id(r) in keep]
+        rates, _ = self._rates(records)
+        return Frame(FrameData(
+            run_id=self.run.run_id, label=self.label, records=records,
+            rate=self._average(totals) if outcome is not None else self._rate.per_second,
+            task_rates=rates, elapsed=time.monotonic() - self._started, outcome=outcome,
+        ))
 
 
 # -- choosing a mode ------------------------------------------------------------------------------------
@@ -371,5 +284,14 @@ def track(run: Run, options: RunOptions | None = None) -> Iterator[ProgressRepor
     reporter.start()
     try:
         yield reporter
-    finally:
-        reporter.stop()
+    except Stopped as stop:
+        reporter.stop("partial" if stop.exit_code == EXIT_PARTIAL else f"interrupted ({stop.reason})")
+        raise
+    except KeyboardInterrupt:
+        reporter.stop("interrupted")
+        raise
+    except BaseException as exc:
+        reporter.stop(f"failed ({type(exc).__name__})")
+        raise
+    else:
+        reporter.stop("finished")

@@ -10,6 +10,7 @@ docs/CLI.md.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,9 +26,17 @@ from syncpoint.errors import LockHolder
 from syncpoint.model import FailedItem, PhaseRecord, RunRecord, RunStatus, TaskRecord, TaskStatus, utcnow
 from syncpoint.stores import mask_url
 from syncpoint.stores.base import Store
+from syncpoint.tables import Column, FittedTable
 
-RUN_COLUMNS = ("run", "job", "key", "status", "started", "ended", "duration", "tasks", "items ok/failed",
-               "attempts")
+PIPED_WIDTH = 200
+
+#: The columns of ``runs list`` / ``--list-runs``; at 80 columns the ranked ones go first (highest rank first).
+RUN_COLUMNS = (
+    Column("run"), Column("job", fold=True), Column("key", rank=2, fold=True), Column("status"),
+    Column("started", rank=1), Column("ended", rank=5), Column("duration", rank=3, justify="right"),
+    Column("tasks", justify="right"), Column("ok/failed", justify="right"),
+    Column("attempts", rank=4, justify="right"),
+)
 
 
 # -- formatting ---------------------------------------------------------------------------------------------
@@ -107,10 +116,8 @@ def summarize(store: Store, run: RunRecord) -> RunSummary:
     return RunSummary(run, store.get_tasks(run.run_id))
 
 
-def runs_table(store: Store, runs: Iterable[RunRecord | RunSummary]) -> Table:
-    table = Table(title=f"runs in {mask_url(store.location)}", title_justify="left")
-    for column in RUN_COLUMNS:
-        table.add_column(column, no_wrap=column in ("run", "started", "ended"))
+def runs_table(store: Store, runs: Iterable[RunRecord | RunSummary]) -> FittedTable:
+    table = FittedTable(RUN_COLUMNS, title=f"runs in {mask_url(store.location)}", hint="see --json")
     for item in runs:
         summary = item if isinstance(item, RunSummary) else summarize(store, item)
         table.add_row(*summary.row(), style=_status_style(summary.run.status))
@@ -118,7 +125,14 @@ def runs_table(store: Store, runs: Iterable[RunRecord | RunSummary]) -> Table:
 
 
 def print_runs(store: Store, runs: list[RunRecord], console: Console | None = None) -> None:
-    (console or Console()).print(runs_table(store, runs))
+    (console or table_console()).print(runs_table(store, runs))
+
+
+def table_console() -> Console:
+    """stdout at the terminal's width; piped (``| less -S``, ``| grep``, ``> file``) 200 columns unless
+    ``COLUMNS`` says otherwise, so a pipe gets every column. Tables fit either way (``syncpoint.tables``)."""
+    found = Console()
+    return found if found.is_terminal or "COLUMNS" in os.environ else Console(width=PIPED_WIDTH)
 
 
 def _status_style(status: RunStatus) -> str:
@@ -126,6 +140,22 @@ def _status_style(status: RunStatus) -> str:
 
 
 # -- one run in detail --------------------------------------------------------------------------------------
+TASK_COLUMNS = (
+    Column("task", fold=True), Column("status"), Column("cursor", rank=2, fold=True),
+    Column("pages", rank=4, justify="right"), Column("records", rank=1, justify="right"),
+    Column("ok/failed", justify="right"), Column("total", rank=3, justify="right"), Column("updated", rank=5),
+    Column("error", rank=1, fold=True),
+)
+FAILED_COLUMNS = (Column("task", fold=True), Column("item", fold=True), Column("retryable"),
+                  Column("error", fold=True))
+STATUS_COLUMNS = (
+    Column("run"), Column("job", fold=True), Column("tasks", justify="right"),
+    Column("ok/failed", justify="right"), Column("records", rank=1, justify="right"),
+    Column("current task", rank=2, fold=True), Column("cursor", rank=4, fold=True), Column("updated", rank=3),
+    Column("live", rank=1, fold=True),
+)
+
+
 @dataclass(frozen=True)
 class RunDetail:
     summary: RunSummary
@@ -198,10 +228,8 @@ class RunDetail:
             parts.append(self._failed_table())
         return Group(*parts)
 
-    def _tasks_table(self) -> Table:
-        table = Table(title="tasks", title_justify="left")
-        for column in ("task", "status", "cursor", "pages", "records", "ok/failed", "total", "updated", "error"):
-            table.add_column(column, overflow="fold")
+    def _tasks_table(self) -> FittedTable:
+        table = FittedTable(TASK_COLUMNS, title="tasks", hint="see --json")
         for t in self.summary.tasks:
             error = _error_text(t.error, t.retryable) if t.error else ""
             table.add_row(
@@ -211,10 +239,8 @@ class RunDetail:
             )
         return table
 
-    def _failed_table(self) -> Table:
-        table = Table(title="failed items", title_justify="left")
-        for column in ("task", "item", "retryable", "error"):
-            table.add_column(column, overflow="fold")
+    def _failed_table(self) -> FittedTable:
+        table = FittedTable(FAILED_COLUMNS, title="failed items")
         for task, items in self.failed_items.items():
             for item in items:
                 table.add_row(task, item.item_id, "yes" if item.retryable else "no", item.error or "")
@@ -290,11 +316,8 @@ def running_runs(store: Store, job: str | None = None) -> list[LiveRun]:
     return found
 
 
-def status_table(store: Store, runs: list[LiveRun]) -> Table:
-    table = Table(title=f"running in {mask_url(store.location)}", title_justify="left")
-    for column in ("run", "job", "tasks", "items ok/failed", "records", "current task", "cursor", "updated",
-                   "live"):
-        table.add_column(column, overflow="fold")
+def status_table(store: Store, runs: list[LiveRun]) -> FittedTable:
+    table = FittedTable(STATUS_COLUMNS, title=f"running in {mask_url(store.location)}", hint="see --json")
     for live in runs:
         s = live.summary
         total = sum(t.total or 0 for t in s.tasks)

@@ -45,7 +45,7 @@ def test_runs_list_table_and_filters(store_url: str, data: dict[str, str], invok
     assert table.exit_code == 0, table.stderr
     for run_id in data.values():
         assert run_id in table.stdout
-    assert "items ok/failed" in table.stdout and "22/3" in table.stdout
+    assert "ok/failed" in table.stdout and "22/3" in table.stdout
     failed = as_json(invoke("--store", store_url, "runs", "list", "--status", "failed", "--json"))
     assert [r["run_id"] for r in failed] == [data["beta-failed"]]
     alpha = as_json(invoke("--store", store_url, "runs", "list", "--job", "alpha", "--limit", "1", "--json"))

@@ -138,3 +138,58 @@ def test_db_commands_on_postgres(stores: object, invoke: Callable[..., Result]) 
     assert "up to date" in text.stdout
     with opened(url) as store:
         assert store.list_runs() == []
+
+
+def leaf_commands(command: object, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    import click
+
+    from syncpoint.cli.main import cli
+
+    command = command or cli
+    assert isinstance(command, click.Command)
+    if isinstance(command, click.Group):
+        ctx = click.Context(command)
+        found: list[tuple[str, ...]] = []
+        for name in command.list_commands(ctx):
+            found += leaf_commands(command.get_command(ctx, name), (*path, name))
+        return found
+    return [path]
+
+
+def test_every_subcommand_takes_the_store_options_after_its_name() -> None:
+    import click
+
+    from syncpoint.cli.main import cli
+
+    leaves = leaf_commands(cli)
+    assert ("db", "migrate") in leaves and ("runs", "list") in leaves and len(leaves) >= 10
+    for path in leaves:
+        command: click.Command = cli
+        for name in path:
+            assert isinstance(command, click.Group)
+            found = command.get_command(click.Context(command), name)
+            assert found is not None
+            command = found
+        opts = {opt for param in command.params for opt in getattr(param, "opts", [])}
+        assert {"--store", "--checkpoint-dir"} <= opts, path
+
+
+def test_store_options_after_the_subcommand_in_a_real_process(url: str, tmp_path: Path) -> None:
+    listed = sp("runs", "list", "--json", "--store", url, cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert len(json.loads(listed.stdout)) == 4
+    path = Path(url[len("sqlite:"):])
+    state = sp("state", "show", "alpha", "--checkpoint-dir", str(path.parent), "--json", cwd=tmp_path)
+    assert state.returncode == 0 and json.loads(state.stdout), state.stderr
+    later_wins = sp("--store", f"json:{tmp_path / 'nothing'}", "status", "--store", url, cwd=tmp_path)
+    assert later_wins.returncode == 0 and "nothing running" in later_wins.stdout, later_wins.stderr
+    need("postgres")
+    from helpers import PG_URL, drop_pg_schema, with_query
+
+    schema = f"cli_after_{tmp_path.name[-8:].replace('-', '_')}".lower()
+    try:
+        migrated = sp("db", "migrate", "--store", with_query(PG_URL, schema=schema))
+        assert migrated.returncode == 0, migrated.stderr
+        assert schema in migrated.stdout
+    finally:
+        drop_pg_schema(schema)

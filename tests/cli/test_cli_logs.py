@@ -5,10 +5,14 @@ from __future__ import annotations
 import io
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
+from cli_helpers import ROOT, app, clean_env
 
 from syncpoint.errors import UsageError
 from syncpoint.logs import JsonFormatter, configure_logging, ensure_logging
@@ -74,3 +78,18 @@ def test_ensure_leaves_a_configured_program_alone() -> None:
 def test_bad_format() -> None:
     with pytest.raises(UsageError):
         configure_logging("INFO", "xml")
+
+
+def test_a_jobs_http_requests_are_not_logged(tmp_path: Path) -> None:
+    """``Job.execute`` sets INFO for syncpoint's and the program's loggers only: httpx's per-request INFO
+    lines stay quiet, the program's own INFO line and syncpoint's do not."""
+    proc = subprocess.run(
+        [sys.executable, app("http_job.py"), "--requests", "20", "--store", f"sqlite:{tmp_path / 'cp.db'}",
+         "--no-progress"],
+        capture_output=True, text=True, env=clean_env(), cwd=ROOT, timeout=120, stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "httpx" not in proc.stderr and "HTTP Request" not in proc.stderr, proc.stderr
+    assert "__main__: fetched 20 pages" in proc.stderr, proc.stderr  # the program's own INFO lines
+    assert "http_job: named after the script" in proc.stderr, proc.stderr
+    assert "started run" in proc.stderr  # syncpoint's INFO lines

@@ -64,3 +64,24 @@ def test_demo_interrupted_by_sigint_resumes_with_the_command_it_printed(tmp_path
     assert proc.returncode == 0, proc.stderr
     assert "resuming run" in proc.stderr and "Done: 2,000 of 2,000 documents" in proc.stdout
     assert rows(Path(checkpoints) / "demo-dip.db") == 2000
+
+
+def test_demo_resumed_with_another_count_says_what_the_demo_can_do(tmp_path: Path) -> None:
+    """The general "--force or --new-run" advice does not apply to the demo, which has neither flag; nor
+    may the demo say "399 of 300 documents" when an earlier, larger demo left rows behind."""
+    def demo(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, *syncpoint_demo("--delay", "0", "--no-progress", *args)],
+                              cwd=tmp_path, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+
+    assert demo("--count", "500", "--max-items", "100").returncode == 2
+    other = demo("--resume", "--count", "300")
+    assert other.returncode == 64, other.stderr
+    [line] = other.stderr.splitlines()
+    assert line.startswith("syncpoint: error: ") and "--force" not in line and "--new-run" not in line
+    assert "'syncpoint demo --resume --count 500'" in line and "'syncpoint demo --count 300'" in line
+    assert rows(tmp_path / ".checkpoints" / "demo-dip.db") == 100  # nothing ran
+    fresh = demo("--count", "300")
+    assert fresh.returncode == 0, fresh.stderr
+    held = rows(tmp_path / ".checkpoints" / "demo-dip.db")
+    assert held > 300 and " of 300 documents" not in fresh.stdout
+    assert f"holds {held:,} documents: more than the 300 this API serves" in fresh.stdout

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +19,6 @@ from syncpoint.stores import mask_url, open_store, resolve_store_url
 from syncpoint.stores.base import Store
 
 log = logging.getLogger("syncpoint.cli")
-
-PIPED_WIDTH = 200
 
 
 @dataclass
@@ -126,8 +123,9 @@ def emit_json(value: Any) -> None:
 
 def console() -> Console:
     """stdout; tables are not squeezed to 80 columns when piped (``| less -S``, ``| grep``)."""
-    found = Console()
-    return found if found.is_terminal or "COLUMNS" in os.environ else Console(width=PIPED_WIDTH)
+    from syncpoint.report import table_console
+
+    return table_console()
 
 
 def confirm(question: str, yes: bool) -> bool:

@@ -21,6 +21,7 @@ import click
 
 from syncpoint.cli.common import CliContext
 from syncpoint.errors import EXIT_FAILED, EXIT_SIGINT, EXIT_USAGE, SyncpointError
+from syncpoint.fail import json_logging_active, json_requested, report_error
 from syncpoint.logs import FORMATS, configure_logging
 
 log = logging.getLogger("syncpoint.cli")
@@ -108,18 +109,10 @@ def _debug() -> bool:
     return bool(found and found.debug) or "--debug" in sys.argv
 
 
-def _json_logs() -> bool:
-    root = logging.getLogger()
-    return any(getattr(h, "_syncpoint", False) and "Json" in type(h.formatter).__name__ for h in root.handlers)
-
-
 def _fail(message: str, code: int, *, hint: str = "") -> NoReturn:
     line = f"{message}; {hint}" if hint else message
-    if _json_logs():
-        log.error("%s", line, extra={"exit_code": code})
-    else:
-        click.echo(f"syncpoint: error: {line}", err=True)
-    raise SystemExit(code)
+    fmt = "json" if json_logging_active() or json_requested() else "text"
+    raise SystemExit(report_error(line, "syncpoint", fmt, exit_code=code))
 
 
 def _quiet_broken_pipe() -> NoReturn:
@@ -177,6 +170,36 @@ def cli(ctx: click.Context, store_url: str | None, checkpoint_dir: str | None, l
 def _register() -> None:
     for module, attribute in COMMANDS:
         cli.add_command(getattr(importlib.import_module(module), attribute))
+    accept_store_options(cli)
+
+
+#: The store options every subcommand also accepts after its name: ``syncpoint db migrate --store URL``.
+STORE_OPTIONS = (("--store", "store_url", "URL", "The checkpoint store (as the global --store)."),
+                 ("--checkpoint-dir", "checkpoint_dir", "DIR", "Use the SQLite store DIR/syncpoint.db."))
+
+
+def accept_store_options(command: click.Command) -> None:
+    """Give every leaf command below ``command`` the global store options, unless it has its own (``import
+    --store`` names the target, ``demo`` has both). Given after the subcommand they override the global ones."""
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            accept_store_options(sub)
+        return
+    taken = {opt for param in command.params for opt in getattr(param, "opts", [])}
+    for flag, attribute, metavar, help_text in STORE_OPTIONS:
+        if flag not in taken:
+            command.params.append(click.Option(
+                [flag], metavar=metavar, help=help_text, expose_value=False, is_eager=True,
+                callback=_store_setter(attribute),
+            ))
+
+
+def _store_setter(attribute: str) -> Any:
+    def callback(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+        if value is not None:
+            setattr(ctx.ensure_object(CliContext), attribute, value)
+
+    return callback
 
 
 def register(command: click.Command) -> None:

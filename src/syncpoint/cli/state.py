@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import click
-from rich.table import Table
 from rich.text import Text
 
 from syncpoint import codec
@@ -13,6 +12,7 @@ from syncpoint.job import Job
 from syncpoint.names import check_value_name
 from syncpoint.report import short_json, short_time
 from syncpoint.stores import mask_url
+from syncpoint.tables import Column, FittedTable
 
 
 @click.group()
@@ -34,9 +34,8 @@ def show_state(cli: CliContext, job: str, as_json: bool) -> None:
     if not entries:
         click.echo(f"job {job!r} has no bookmarks in {mask_url(store.location)}")
         return
-    table = Table(title=f"state of {job} in {mask_url(store.location)}", title_justify="left")
-    for column in ("key", "value", "updated"):
-        table.add_column(column, overflow="fold")
+    table = FittedTable([Column("key", fold=True), Column("value", fold=True), Column("updated", rank=1)],
+                        title=f"state of {job} in {mask_url(store.location)}", hint="see --json")
     for entry in entries:
         table.add_row(entry.key, Text(short_json(entry.value, 200)), short_time(entry.updated_at))
     console().print(table)

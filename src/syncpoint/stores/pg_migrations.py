@@ -162,6 +162,8 @@ def unavailable_message(target: PgTarget, exc: BaseException) -> str:
     detail = error_detail(exc)
     if "password" in detail or "authentication" in detail:
         fix = "check the user and password in the URL"
+    elif "role" in detail and "does not exist" in detail:
+        fix = "check the user name in the URL (that role does not exist on the server)"
     elif "does not exist" in detail:
         fix = "check the database name in the URL"
     else:
