@@ -12,7 +12,8 @@
 
 from __future__ import annotations
 
-from syncpoint.aio import AsyncRun
+from typing import TYPE_CHECKING
+
 from syncpoint.cursors import NEWEST_FIRST, OLDEST_FIRST, OffsetCursor, PageCursor, TokenCursor, Watermark
 from syncpoint.errors import (
     EXIT_FAILED,
@@ -56,6 +57,20 @@ from syncpoint.stores import open_store
 from syncpoint.stores.base import Store
 from syncpoint.task import Task
 from syncpoint.workers import MapSummary
+
+if TYPE_CHECKING:
+    from syncpoint.aio import AsyncRun
+
+
+def __getattr__(name: str) -> object:
+    """``AsyncRun`` is imported when first used: asyncio costs a third of ``import syncpoint``'s time, and
+    most syncs (and every short crash-looped subprocess) never need it."""
+    if name == "AsyncRun":
+        from syncpoint.aio import AsyncRun
+
+        return AsyncRun
+    raise AttributeError(f"module 'syncpoint' has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import logging
 import os
@@ -99,6 +98,8 @@ class Job:
                 log.info("removed %d run(s) of job %s", len(removed), self.name)
                 return 0
             if inspect.iscoroutinefunction(body):
+                import asyncio
+
                 return asyncio.run(self._execute_async(options, body))  # type: ignore[arg-type]
             with self.run(options) as run, track(run, options):
                 body(run)  # type: ignore[arg-type]
