@@ -80,7 +80,8 @@ class Settings:
 
     def connect(self, run: syncpoint.Run, token: str) -> HttpClient:
         policy = RetryPolicy(initial_wait=self.retry_wait, jitter=self.retry_wait, max_wait=max(self.retry_wait, 30))
-        return HttpClient(self.base_url, headers={"Authorization": f"Bearer {token}"}, retry=policy, sleep=run.sleep)
+        return HttpClient(self.base_url, headers={"Authorization": f"Bearer {token}"}, retry=policy, sleep=run.sleep,
+                          checkpoint=run.checkpoint)
 
 
 def store_url(options: syncpoint.RunOptions, database_url: str | None) -> str | None:

@@ -68,7 +68,7 @@ class Settings:
         return {name: value for name, value in found.items() if value}
 
     def connect(self) -> Connect:
-        return lambda run: dip_client(self.base_url, self.api_key, sleep=run.sleep)
+        return lambda run: dip_client(self.base_url, self.api_key, sleep=run.sleep, checkpoint=run.checkpoint)
 
 
 def sync_entity(name: str, settings: Settings, options: syncpoint.RunOptions, connect: Connect | None = None) -> int:

@@ -79,7 +79,8 @@ class Settings:
     def connect(self) -> Connect:
         headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/vnd.github+json",
                    "X-GitHub-Api-Version": "2022-11-28"}
-        return lambda run: HttpClient(self.base_url, headers=headers, sleep=run.sleep)
+        return lambda run: HttpClient(self.base_url, headers=headers, sleep=run.sleep,
+                                          checkpoint=run.checkpoint)
 
 
 def collect(settings: Settings, options: syncpoint.RunOptions, connect: Connect | None = None) -> int:

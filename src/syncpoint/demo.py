@@ -119,11 +119,13 @@ class SqliteDestination:
 
 # -- the sync ----------------------------------------------------------------------------------------------
 def dip_client(
-    base_url: str, api_key: str, *, sleep: Callable[[float], None] = time.sleep, retry: RetryPolicy | None = None
+    base_url: str, api_key: str, *, sleep: Callable[[float], None] = time.sleep, retry: RetryPolicy | None = None,
+    checkpoint: Callable[[], None] | None = None,
 ) -> HttpClient:
-    """A client for DIP: ``Authorization: ApiKey …``; pass ``run.sleep`` so Ctrl+C ends rate-limit waits."""
+    """A client for DIP: ``Authorization: ApiKey …``; pass ``run.sleep`` and ``run.checkpoint`` so that Ctrl+C
+    ends a rate-limit wait and the retrying (see ``HttpClient``)."""
     headers = {"Authorization": f"ApiKey {api_key}", "Accept": "application/json"}
-    return HttpClient(base_url, headers=headers, sleep=sleep, retry=retry)
+    return HttpClient(base_url, headers=headers, sleep=sleep, retry=retry, checkpoint=checkpoint)
 
 
 @dataclass
@@ -330,7 +332,8 @@ def run_demo(
             echo(_intro(settings, server.url, job.store.location))
             code = run_endpoint(
                 job, options, "drucksache", dest=dest,
-                connect=lambda run: dip_client(server.url, server.api_key, sleep=run.sleep),
+                connect=lambda run: dip_client(server.url, server.api_key, sleep=run.sleep,
+                                               checkpoint=run.checkpoint),
             )
             rows = dest.count("drucksache")
         finally:
