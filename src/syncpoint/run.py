@@ -195,7 +195,9 @@ class Run:
         if any(t.status is TaskStatus.FAILED and t.retryable for t in statuses):
             self.record = replace(self.record, error="some tasks failed with retryable errors; resume to retry")
             return RunStatus.FAILED, EXIT_FAILED
-        if any(t.status is TaskStatus.PENDING for t in statuses):
+        pending = sum(t.status is TaskStatus.PENDING for t in statuses)
+        if pending:
+            self.record = replace(self.record, error=f"{pending} task(s) not started")
             return RunStatus.PARTIAL, EXIT_PARTIAL
         return RunStatus.COMPLETED, EXIT_OK
 
