@@ -143,6 +143,17 @@ def describe(label: str, totals: Totals, rate: float, *, elapsed: float | None =
     return " · ".join(parts)
 
 
+def describe_active(records: list[TaskRecord]) -> str:
+    """`` · load_zaken 750/1000 (75.0%)`` per task in progress with a known total, in a run of several tasks:
+    the log line then says how far the current loader is, not only the whole run."""
+    parts = []
+    for r in records:
+        if len(records) > 1 and r.status is TaskStatus.IN_PROGRESS and r.total:
+            done = task_done(r)
+            parts.append(f"{r.name} {done}/{r.total} ({100.0 * done / r.total:.1f}%)")
+    return "".join(f" · {part}" for part in parts[:MAX_TASK_ROWS])
+
+
 # -- the reporter ---------------------------------------------------------------------------------------
 class ProgressReporter:
     """Samples ``run`` from a daemon thread and renders it ("live" or "log"); ``stop`` renders a final line."""
@@ -254,7 +265,8 @@ class ProgressReporter:
         elapsed = self._last_line - self._started
         label = f"{self.label} (final)" if final else self.label
         log.info(
-            "progress %s", describe(label, totals, rate, elapsed=elapsed if final else None),
+            "progress %s%s", describe(label, totals, rate, elapsed=elapsed if final else None),
+            "" if final else describe_active(records),
             extra={
                 "job": self.label, "run_id": self.run.run_id, "done": totals.done, "total": totals.total,
                 "failed": totals.failed, "rate": round(rate, 3), "tasks_done": totals.tasks_done,
