@@ -1,6 +1,6 @@
-"""Ctrl+C (or SIGTERM) while an example's client waits out a rate limit or a 503's Retry-After.
+"""What every one of the five example programs does alike, each run as a real subprocess against its stand-in.
 
-Each of the five example programs runs as a real subprocess against its local stand-in server, which
+Ctrl+C (or SIGTERM) while an example's client waits out a rate limit or a 503's Retry-After: each of the five example programs runs as a real subprocess against its local stand-in server, which
 answers every request (after discovery, for GitHub) with a rate limit or a 503 asking for a long wait. Once
 the program logs that it is waiting, the test sends a real signal. The program must end the wait and the
 retrying at once: exit 130 (143) within a couple of seconds, the run recorded ``interrupted``, and not one
@@ -41,10 +41,11 @@ def always(status: int) -> FaultPlan:
 
 @dataclass
 class Case:
-    server: Callable[[], LocalServer]
+    server: Callable[[], LocalServer]  # one that makes the client wait
     args: Callable[[LocalServer, Path], list[str]]
     job: str
     store: Callable[[Path], str]
+    plain: Callable[[], LocalServer]  # one without faults
 
 
 def json_store(tmp_path: Path) -> str:
@@ -81,13 +82,15 @@ def bookmarks_args(server: LocalServer, tmp_path: Path) -> list[str]:
 CASES = {
     # GitHub's primary rate limit: 403, X-RateLimit-Remaining: 0, reset 10 minutes ahead (discovery gets through).
     "gh_year_end": Case(lambda: GitHubServer(repos=[5, 5], rate_limit=1, reset_after=600), gh_args,
-                        "gh-year-end", json_store),
-    "dip_sync": Case(lambda: DipServer(50, faults=always(429)), dip_args, "drucksachen", json_store),
-    "tk_loader": Case(lambda: ODataServer(20, faults=always(503)), tk_args, "tk-loader", json_store),
+                        "gh-year-end", json_store, lambda: GitHubServer(repos=[5, 5])),
+    "dip_sync": Case(lambda: DipServer(50, faults=always(429)), dip_args, "drucksachen", json_store,
+                     lambda: DipServer(50)),
+    "tk_loader": Case(lambda: ODataServer(20, faults=always(503)), tk_args, "tk-loader", json_store,
+                      lambda: ODataServer(20)),
     "daily_stock_sync": Case(lambda: PricesServer(5, faults=always(503)), stocks_args, "daily-stock-sync",
-                             json_store),
+                             json_store, lambda: PricesServer(5)),
     "bookmarks_crawler": Case(lambda: BookmarksServer({"alice": 30}, faults=always(503)), bookmarks_args,
-                              "twitter-bookmarks", json_store),
+                              "twitter-bookmarks", json_store, lambda: BookmarksServer({"alice": 30})),
 }
 
 
@@ -113,3 +116,15 @@ def test_a_signal_during_a_retry_wait_stops_at_once_without_another_request(
     with syncpoint.open_store(case.store(tmp_path)) as store:
         [run] = store.list_runs(case.job)
         assert run.status is RunStatus.INTERRUPTED, run
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_resume_with_nothing_to_resume_says_so_before_the_new_run_starts(name: str, tmp_path: Path) -> None:
+    """The original's "No incomplete runs found": a visible line, not a silent full run."""
+    case = CASES[name]
+    with case.plain() as server:
+        child = Program([*case.args(server, tmp_path), "--resume"], cwd=tmp_path)
+        assert child.finish() == 0, child.stderr
+    said = child.stderr.find(f"nothing to resume for job {case.job}")
+    assert said != -1, child.stderr
+    assert said < child.stderr.find("started run"), child.stderr
