@@ -167,9 +167,9 @@ def sync_endpoint(
     mark = task.watermark(NEWEST_FIRST)
     query = {"format": "json", **(filters or {}), **_time_filters(run, mark)}
     if mark.value is not None:  # the original tool's line, with the date its users look for
-        shown = mark.value.date().isoformat() if isinstance(mark.value, datetime) else str(mark.value)
+        value = mark.value.isoformat() if isinstance(mark.value, datetime) else str(mark.value)
         override = f"; --end {run.options.end.isoformat()} overrides it" if run.options.end is not None else ""
-        log.info("%s: resuming from checkpoint: %s (aktualisiert <= %s)%s", endpoint, shown, mark.value, override)
+        log.info("%s: resuming from checkpoint: %s (aktualisiert <= %s)%s", endpoint, value[:10], value, override)
     limit = run.params.get("limit")
     before = task.record.records
     for page in paginate_cursor(client, f"/{endpoint}", query):

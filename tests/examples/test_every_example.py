@@ -1,11 +1,11 @@
 """What every one of the five example programs does alike, each run as a real subprocess against its stand-in.
 
-Ctrl+C (or SIGTERM) while an example's client waits out a rate limit or a 503's Retry-After: each of the five example programs runs as a real subprocess against its local stand-in server, which
+Ctrl+C (or SIGTERM) while an example's client waits out a rate limit or a 503's Retry-After: the stand-in
 answers every request (after discovery, for GitHub) with a rate limit or a 503 asking for a long wait. Once
 the program logs that it is waiting, the test sends a real signal. The program must end the wait and the
 retrying at once: exit 130 (143) within a couple of seconds, the run recorded ``interrupted``, and not one
 more request reaching the server after the signal (before the fix the remaining attempts fired at once and
-the run ended ``failed``, exit 1).
+the run ended ``failed``, exit 1). And ``--resume`` with nothing to resume says so before the new run.
 """
 
 from __future__ import annotations
