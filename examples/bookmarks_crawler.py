@@ -19,7 +19,11 @@ only when that user's crawl has finished, in the same commit that marks the task
 interrupted crawl never makes the next one skip bookmarks. A crawl stops at the first ID <= last_tweet_id,
 comparing IDs as integers.
 
-With ``--direct-import`` each page's rows go into ``bookmark_post`` on a connection bound to the run
+With a PostgreSQL store, the original's ``crawler.twitter_crawl_checkpoint`` and ``crawler.crawl_session`` exist as
+views over syncpoint's tables (same column names and meanings), so SQL written for the original still works.
+
+With ``--direct-import`` each page's rows are upserted into ``bookmark_post`` (unique on user and tweet) on a
+connection bound to the run
 (``Run.bind``): the rows and the checkpoint that covers them commit in one transaction. Without it, pages are
 appended to ``--output-file`` and fsynced; the file is cut back to its committed length on start. See
 docs/EXAMPLES.md.
@@ -80,7 +84,8 @@ class Settings:
 
     def connect(self, run: syncpoint.Run, token: str) -> HttpClient:
         policy = RetryPolicy(initial_wait=self.retry_wait, jitter=self.retry_wait, max_wait=max(self.retry_wait, 30))
-        return HttpClient(self.base_url, headers={"Authorization": f"Bearer {token}"}, retry=policy, sleep=run.sleep)
+        return HttpClient(self.base_url, headers={"Authorization": f"Bearer {token}"}, retry=policy, sleep=run.sleep,
+                          checkpoint=run.checkpoint)
 
 
 def store_url(options: syncpoint.RunOptions, database_url: str | None) -> str | None:
@@ -111,13 +116,15 @@ def crawl(settings: Settings, options: syncpoint.RunOptions, connect: Connect | 
         return err.exit_code
     conn: Any = None
     try:
-        if settings.direct_import and not (options.list_runs or options.cleanup):
-            try:
+        try:
+            create_original_views(job.store, settings.job)
+            if settings.direct_import and not (options.list_runs or options.cleanup):
                 conn = open_destination(job.store)
-            except syncpoint.SyncpointError as err:
-                logging.basicConfig(format="%(levelname)s %(message)s")
-                log.error("%s", err)
-                return err.exit_code
+                PostgresDestination(conn, settings.dest_schema).setup()
+        except syncpoint.SyncpointError as err:
+            logging.basicConfig(format="%(levelname)s %(message)s")
+            log.error("%s", err)
+            return err.exit_code
         dest: Destination = (PostgresDestination(conn, settings.dest_schema) if conn is not None
                              else JsonlDestination(settings.output_file or Path("bookmarks.jsonl")))
         # The bound connection must outlive the run: the run's last commit (its final status) goes through it.
@@ -139,55 +146,149 @@ def open_destination(store: syncpoint.Store) -> Any:
     return psycopg.connect(store.target.conninfo)
 
 
+# -- the original's tables, as views ---------------------------------------------------------------------------
+# What the original's crawler.twitter_crawl_checkpoint and crawler.crawl_session held, with their column names,
+# types and meanings, read from syncpoint's tables in the same schema (docs/EXAMPLES.md has the mapping).
+# {s} is the store's schema (a quoted identifier), {job} the job name (a literal); timestamps are UTC, as
+# TIMESTAMP without time zone like the original's.
+_STATE_FIELDS = "last_tweet_id|last_crawled_at|bookmarks_count"
+CHECKPOINT_VIEW = """
+CREATE OR REPLACE VIEW {s}.twitter_crawl_checkpoint AS
+SELECT c.user_id::varchar(255) AS user_id,
+       c.last_tweet_id::varchar(255) AS last_tweet_id,
+       (c.last_crawled_at::timestamptz AT TIME ZONE 'UTC') AS last_crawled_at,
+       c.bookmarks_count::integer AS bookmarks_count,
+       (SELECT min(t.started_at) FROM {s}.tasks t JOIN {s}.runs r ON r.run_id = t.run_id
+         WHERE r.job = {job} AND t.name = c.user_id) AT TIME ZONE 'UTC' AS created_at,
+       (c.updated_at AT TIME ZONE 'UTC') AS updated_at
+FROM (
+    SELECT regexp_replace(key, '[.][^.]*$', '') AS user_id,
+           max(value #>> '{{}}') FILTER (WHERE key LIKE '%.last_tweet_id') AS last_tweet_id,
+           max(value #>> '{{}}') FILTER (WHERE key LIKE '%.last_crawled_at') AS last_crawled_at,
+           max(value #>> '{{}}') FILTER (WHERE key LIKE '%.bookmarks_count') AS bookmarks_count,
+           max(updated_at) AS updated_at
+    FROM {s}.state
+    WHERE job = {job} AND key ~ '[.]({fields})$'
+    GROUP BY 1
+) c
+"""
+SESSION_VIEW = """
+CREATE OR REPLACE VIEW {s}.crawl_session AS
+SELECT (r.run_id || ':' || t.name)::varchar(255) AS session_id,
+       t.name::varchar(255) AS user_id,
+       (coalesce(t.started_at, r.started_at) AT TIME ZONE 'UTC') AS started_at,
+       (t.completed_at AT TIME ZONE 'UTC') AS completed_at,
+       (CASE WHEN t.status = 'complete' THEN 'completed'
+             WHEN t.status = 'failed' THEN 'failed'
+             WHEN r.status = 'running' THEN 'running'
+             WHEN r.status = 'failed' THEN 'failed'
+             ELSE 'stopped' END)::varchar(50) AS status,
+       t.records::integer AS bookmarks_processed,
+       coalesce((r.params ->> 'direct_import')::boolean, false) AS direct_import,
+       coalesce((r.params ->> 'enable_summarization')::boolean, false) AS enable_summarization,
+       (r.params ->> 'output_file_path') AS output_file_path,
+       coalesce(t.error, CASE WHEN r.status = 'failed' AND t.status <> 'complete' THEN r.error END) AS error_message
+FROM {s}.runs r JOIN {s}.tasks t ON t.run_id = r.run_id
+WHERE r.job = {job}
+"""
+
+
+def create_original_views(store: syncpoint.Store, job: str) -> None:
+    """(Re)create the two views in a PostgreSQL store's schema; other stores have no SQL to keep working."""
+    from syncpoint.stores.postgres import PostgresStore
+
+    if not isinstance(store, PostgresStore):
+        return
+    import psycopg
+    from psycopg import sql
+
+    try:
+        with psycopg.connect(store.target.conninfo) as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext('syncpoint bookmarks views'))")  # concurrent crawlers
+            for view in (CHECKPOINT_VIEW, SESSION_VIEW):
+                conn.execute(sql.SQL(view).format(s=sql.Identifier(store.schema), job=sql.Literal(job),
+                                                  fields=sql.SQL(_STATE_FIELDS)))
+    except psycopg.Error as exc:
+        raise syncpoint.StoreError(f"could not create the views twitter_crawl_checkpoint and crawl_session in "
+                                   f"schema {store.schema}: {str(exc).strip().splitlines()[0]}") from None
+
+
 # -- destinations --------------------------------------------------------------------------------------------
 class Destination(Protocol):
     def open(self, run: syncpoint.Run) -> None:
         """Prepare before any task; bind to the run if the destination commits with the checkpoint."""
 
-    def write(self, run: syncpoint.Run, user: str, posts: Sequence[dict[str, Any]]) -> int | None:
-        """Write one page's posts (not committed by themselves); the output file's new length, if any."""
+    def write(self, run: syncpoint.Run, user: str, posts: Sequence[dict[str, Any]]) -> tuple[int | None, int]:
+        """Write one page's posts (not committed by themselves): the output file's new length, if any, and
+        how many of the posts are new (a post stored before is replaced, not added again)."""
 
     def close(self) -> None: ...
 
 
 class PostgresDestination:
-    """``bookmark_post`` rows written on the run's bound connection: they commit with the checkpoint."""
+    """``bookmark_post`` rows written on the run's bound connection: they commit with the checkpoint.
+
+    A bookmark is one row per ``(user_id, tweet_id)`` (a unique key), written as an upsert: a crawl from the
+    beginning again (``syncpoint state reset --key alice.last_tweet_id``) replaces rows instead of adding
+    them, and counts only the rows it added.
+    """
 
     def __init__(self, conn: Any, schema: str) -> None:
         self.conn = conn
         self.schema = schema
 
-    def open(self, run: syncpoint.Run) -> None:
+    def setup(self) -> None:
+        """Create ``bookmark_post`` or give an old one its unique key; before the run opens."""
         from psycopg import sql
 
         s = sql.Identifier(self.schema)
         with self.conn.cursor() as cur:
             cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(s))
-            # No unique constraint on tweet_id, on purpose: exactly-once comes from the shared transaction,
-            # and a duplicate would show up here instead of being papered over by ON CONFLICT.
             cur.execute(sql.SQL(
                 "CREATE TABLE IF NOT EXISTS {}.bookmark_post (id bigserial PRIMARY KEY, user_id text NOT NULL, "
                 "tweet_id text NOT NULL, text text, created_at text, summary text, data jsonb NOT NULL, "
                 "imported_at timestamptz NOT NULL DEFAULT now())"
             ).format(s))
-            cur.execute(sql.SQL("CREATE INDEX IF NOT EXISTS bookmark_post_user_tweet ON {}.bookmark_post "
+            cur.execute(sql.SQL("SELECT 1 FROM {}.bookmark_post GROUP BY user_id, tweet_id HAVING count(*) > 1 "
+                                "LIMIT 1").format(s))
+            if cur.fetchone() is not None:  # written by an older crawler, before the unique key
+                self.conn.rollback()
+                table = f"{self.schema}.bookmark_post"
+                raise syncpoint.UsageError(
+                    f"{table} has duplicate (user_id, tweet_id) rows, so its unique key cannot be added; remove "
+                    f"them first: DELETE FROM {table} a USING {table} b WHERE a.user_id = b.user_id AND "
+                    "a.tweet_id = b.tweet_id AND a.id > b.id"
+                )
+            cur.execute(sql.SQL("CREATE UNIQUE INDEX IF NOT EXISTS bookmark_post_user_tweet_key ON {}.bookmark_post "
                                 "(user_id, tweet_id)").format(s))
+            cur.execute(sql.SQL("DROP INDEX IF EXISTS {}.bookmark_post_user_tweet").format(s))  # the old, not unique
         self.conn.commit()
+
+    def open(self, run: syncpoint.Run) -> None:
         run.bind(self.conn)
 
-    def write(self, run: syncpoint.Run, user: str, posts: Sequence[dict[str, Any]]) -> int | None:
+    def write(self, run: syncpoint.Run, user: str, posts: Sequence[dict[str, Any]]) -> tuple[int | None, int]:
         from psycopg import sql
         from psycopg.types.json import Jsonb
 
-        if posts:
-            query = sql.SQL(
-                "INSERT INTO {}.bookmark_post (user_id, tweet_id, text, created_at, summary, data) "
-                "VALUES (%s, %s, %s, %s, %s, %s)"
-            ).format(sql.Identifier(self.schema))
-            with self.conn.cursor() as cur:
-                cur.executemany(query, [(user, p["id"], p.get("text"), p.get("created_at"), p.get("summary"),
-                                         Jsonb(p)) for p in posts])
-        return None
+        if not posts:
+            return None, 0
+        query = sql.SQL(
+            "INSERT INTO {}.bookmark_post (user_id, tweet_id, text, created_at, summary, data) "
+            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (user_id, tweet_id) DO UPDATE SET text = EXCLUDED.text, "
+            "created_at = EXCLUDED.created_at, summary = EXCLUDED.summary, data = EXCLUDED.data "
+            "RETURNING (xmax = 0)"  # true for a row inserted, false for one updated
+        ).format(sql.Identifier(self.schema))
+        added = 0
+        with self.conn.cursor() as cur:
+            cur.executemany(query, [(user, p["id"], p.get("text"), p.get("created_at"), p.get("summary"), Jsonb(p))
+                                    for p in posts], returning=True)
+            while True:
+                row = cur.fetchone()
+                added += bool(row and row[0])
+                if not cur.nextset():
+                    break
+        return None, added
 
     def close(self) -> None:
         pass
@@ -225,7 +326,7 @@ class JsonlDestination:
         if created:
             _fsync_dir(self.path.parent)
 
-    def write(self, run: syncpoint.Run, user: str, posts: Sequence[dict[str, Any]]) -> int | None:
+    def write(self, run: syncpoint.Run, user: str, posts: Sequence[dict[str, Any]]) -> tuple[int | None, int]:
         assert self._file is not None
         if posts:
             self._file.write(b"".join(json.dumps({"user_id": user, **p}, ensure_ascii=False).encode() + b"\n"
@@ -234,7 +335,7 @@ class JsonlDestination:
             os.fsync(self._file.fileno())
         size = os.fstat(self._file.fileno()).st_size
         run.state.set(self.key, size)  # committed with this page's cursor
-        return size
+        return size, len(posts)
 
     def close(self) -> None:
         if self._file is not None:
@@ -323,8 +424,8 @@ class Crawler:
                     if fresh:
                         top = max(tweet_id(p) for p in fresh)
                         newest = top if newest is None else max(newest, top)
-                    size = self.dest.write(self.run, user, fresh)
-                    taken += len(fresh)
+                    size, added = self.dest.write(self.run, user, fresh)
+                    taken += added
                     nxt = None if reached else page.next_state
                     task.set_cursor({"type": "token", "token": nxt, "newest": None if newest is None else str(newest),
                                      "new": taken, "bytes": size}, pages=1, records=len(fresh))

@@ -146,7 +146,8 @@ def main(base_url: str, db: str, day: str | None, batch_size: int, status_only: 
         table = PriceTable(db)
         try:
             def body(run: syncpoint.Run) -> None:
-                with HttpClient(base_url.rstrip("/"), retry=retry, sleep=run.sleep) as client:
+                with HttpClient(base_url.rstrip("/"), retry=retry, sleep=run.sleep,
+                                checkpoint=run.checkpoint) as client:
                     sync_day(run, client, table, day)
 
             code = job.execute(sync, body)

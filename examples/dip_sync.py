@@ -11,8 +11,10 @@
 Commands: sync-personen, sync-vorgaenge, sync-vorgangspositionen, sync-aktivitaeten, sync-drucksachen,
 sync-drucksache-texte, sync-plenarprotokolle, sync-plenarprotokoll-texte, sync-all. Each writes one table
 per endpoint into ``--db`` (``id TEXT PRIMARY KEY, aktualisiert TEXT, data TEXT``, upserted) and keeps its
-checkpoint in the syncpoint store (default ``.checkpoints/syncpoint.db``; ``--store json:.checkpoints``
-gives the original tool's ``.checkpoints/drucksachen.checkpoint.json`` files to read with ``jq``).
+checkpoint where the original tool did: a syncpoint JSON directory store in ``.checkpoints/`` (or
+``--checkpoint-dir DIR``), whose ``.checkpoints/drucksachen.checkpoint.json`` has ``last_sync_date`` for ``jq``
+and is deleted once the sync has completed. ``--store sqlite:.checkpoints/syncpoint.db`` (or any store URL,
+or ``$SYNCPOINT_STORE``) picks another store.
 
 The sync itself is ``syncpoint.demo.sync_endpoint`` (shared with ``syncpoint demo``); this file is the
 command line around it. See docs/EXAMPLES.md.
@@ -22,8 +24,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any, TypeVar
 
@@ -68,11 +71,20 @@ class Settings:
         return {name: value for name, value in found.items() if value}
 
     def connect(self) -> Connect:
-        return lambda run: dip_client(self.base_url, self.api_key, sleep=run.sleep)
+        return lambda run: dip_client(self.base_url, self.api_key, sleep=run.sleep, checkpoint=run.checkpoint)
+
+
+def original_store(options: syncpoint.RunOptions) -> syncpoint.RunOptions:
+    """The original tool's checkpoints: JSON files in ``--checkpoint-dir`` (default ``.checkpoints``), unless
+    ``--store`` or ``$SYNCPOINT_STORE`` names a store."""
+    if options.store is not None or os.environ.get("SYNCPOINT_STORE"):
+        return options
+    return replace(options, store=f"json:{options.checkpoint_dir or '.checkpoints'}", checkpoint_dir=None)
 
 
 def sync_entity(name: str, settings: Settings, options: syncpoint.RunOptions, connect: Connect | None = None) -> int:
     """One ``sync-<name>`` job; the exit code."""
+    options = original_store(options)
     endpoint = ENTITIES[name]
     job = syncpoint.Job.from_options(name, settings.config(endpoint), options)
     dest = SqliteDestination(settings.db)
@@ -87,6 +99,7 @@ def sync_entity(name: str, settings: Settings, options: syncpoint.RunOptions, co
 def sync_all(settings: Settings, options: syncpoint.RunOptions, *, resume_all: bool = False,
              connect: Connect | None = None) -> int:
     """All eight jobs in order as one pipeline, itself resumable with ``resume_all``; the exit code."""
+    options = original_store(options)
     steps = [(name, functools.partial(sync_entity, name, settings, connect=connect)) for name in ENTITIES]
     return Pipeline("sync-all", steps, config=settings.config()).execute(options, resume_all=resume_all)
 

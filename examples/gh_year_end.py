@@ -16,6 +16,7 @@ point. Output under ``--out`` (default ``data``)::
         issues/acme__repo1.jsonl
         checkpoints/                the run's checkpoint, a syncpoint JSON directory (unless --store)
         manifest.json               repos, counts, failures, timings; written atomically at the end
+        previous/RUN/               an earlier collection, moved aside whole by a new run (--new-run)
 
 A page is appended, flushed and fsynced before the cursor moves past it; a resumed task first cuts its
 JSONL file back to the length its cursor recorded, so pages written after the last checkpoint are dropped
@@ -79,13 +80,23 @@ class Settings:
     def connect(self) -> Connect:
         headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/vnd.github+json",
                    "X-GitHub-Api-Version": "2022-11-28"}
-        return lambda run: HttpClient(self.base_url, headers=headers, sleep=run.sleep)
+        return lambda run: HttpClient(self.base_url, headers=headers, sleep=run.sleep,
+                                          checkpoint=run.checkpoint)
 
 
 def collect(settings: Settings, options: syncpoint.RunOptions, connect: Connect | None = None) -> int:
     """Run (or resume) the collection as the standard flags say; the exit code."""
     if options.store is None and options.checkpoint_dir is None and not os.environ.get("SYNCPOINT_STORE"):
         options = replace(options, store=f"json:{settings.target / 'checkpoints'}")
+    fresh = not (options.resume or options.resume_run or options.new_run or options.force
+                 or options.list_runs or options.cleanup)
+    previous = Previous(settings.target)
+    if fresh and previous.exists():
+        raise syncpoint.UsageError(
+            f"{settings.target} holds {previous.describe()}; a new run would rewrite it. Continue an unfinished "
+            f"run with --resume, start over with --new-run (the old files are moved to {settings.target / 'previous'}"
+            "/), or write elsewhere with --out"
+        )
     job = syncpoint.Job.from_options(settings.job, settings.config(), options)
     try:
         return job.execute(options, lambda run: Collector(run, settings).execute(connect or settings.connect()))
@@ -101,6 +112,14 @@ class Collector:
         self.settings = settings
 
     def execute(self, connect: Connect) -> None:
+        previous = Previous(self.settings.target)
+        if not self.run.resumed and previous.exists():
+            moved = previous.move_aside()
+            log.warning("a new run: the previous collection's files are moved to %s, and a fresh set is written", moved)
+        elif previous.manifest.exists():  # a completed run reopened (--retry-failed): its files are about to change
+            previous.manifest.unlink()
+            log.info("%s removed: this run changes the files it describes; it is written again when the run "
+                     "completes", previous.manifest)
         with connect(self.run) as client:
             repos = self.discover(client)
             for endpoint in self.settings.endpoints:
@@ -182,17 +201,45 @@ def _finished(record: syncpoint.TaskRecord) -> bool:
     )
 
 
+def stats(records: list[syncpoint.TaskRecord]) -> dict[str, int]:
+    """The original's ``get_stats``: repositories (of one endpoint) by status."""
+    status = syncpoint.TaskStatus
+    return {
+        "total_repos": len(records),
+        "repos_complete": sum(r.status is status.COMPLETE for r in records),
+        "repos_in_progress": sum(r.status is status.IN_PROGRESS for r in records),
+        "repos_pending": sum(r.status is status.PENDING for r in records),
+        "repos_failed": sum(r.status is status.FAILED for r in records),
+    }
+
+
+def show_stats(settings: Settings, options: syncpoint.RunOptions) -> int:
+    """``--stats``: the latest run's repositories by status, per endpoint, as JSON (also while it runs)."""
+    if options.store is None and options.checkpoint_dir is None and not os.environ.get("SYNCPOINT_STORE"):
+        options = replace(options, store=f"json:{settings.target / 'checkpoints'}")
+    job = syncpoint.Job.from_options(settings.job, settings.config(), options)
+    try:
+        runs = job.store.list_runs(job.name, limit=1)
+        if not runs:
+            click.echo(json.dumps({"run_id": None, "status": None}))
+            return 0
+        records = job.store.get_tasks(runs[0].run_id)
+        report = {"run_id": runs[0].run_id, "status": runs[0].status.value,
+                  **{e: stats([r for r in records if r.name.endswith(f":{e}")]) for e in settings.endpoints}}
+        click.echo(json.dumps(report, indent=2))
+        return 0
+    finally:
+        job.close()
+
+
 def manifest(run: syncpoint.Run, settings: Settings, repos: list[str],
              records: list[syncpoint.TaskRecord]) -> dict[str, Any]:
     counts: dict[str, dict[str, int]] = {}
     timings: dict[str, Any] = {}
     for endpoint in settings.endpoints:
         mine = [r for r in records if r.name.endswith(f":{endpoint}")]
-        counts[endpoint] = {
-            "records": sum(r.records for r in mine), "pages": sum(r.pages for r in mine),
-            "repos_complete": sum(r.status is syncpoint.TaskStatus.COMPLETE for r in mine),
-            "repos_failed": sum(r.status is syncpoint.TaskStatus.FAILED for r in mine),
-        }
+        counts[endpoint] = {"records": sum(r.records for r in mine), "pages": sum(r.pages for r in mine),
+                            **stats(mine)}
         started = [r.started_at for r in mine if r.started_at is not None]
         ended = [r.completed_at for r in mine if r.completed_at is not None]
         timings[endpoint] = {
@@ -216,6 +263,58 @@ def manifest(run: syncpoint.Run, settings: Settings, repos: list[str],
 
 
 # -- files -------------------------------------------------------------------------------------------------
+class Previous:
+    """What an earlier run left in the target directory: a manifest, ``repos.json``, JSONL files.
+
+    A new run must not silently cut these down (it starts every file from byte 0), and the manifest must
+    never describe files that no longer match it: a new run moves them all aside into
+    ``previous/<run ID>/``; a reopened run removes the manifest until it completes again.
+    """
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+        self.manifest = target / "manifest.json"
+
+    def _parts(self) -> list[Path]:
+        names = ["manifest.json", "repos.json", *ENDPOINTS]
+        return [self.target / name for name in names if (self.target / name).exists()]
+
+    def _jsonl(self) -> list[Path]:
+        return [p for e in ENDPOINTS if (self.target / e).is_dir() for p in (self.target / e).glob("*.jsonl")]
+
+    def exists(self) -> bool:
+        return self.manifest.exists() or any(p.stat().st_size > 0 for p in self._jsonl())
+
+    def _manifest_run(self) -> str | None:
+        try:
+            data = json.loads(self.manifest.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        run_id = data.get("run_id") if isinstance(data, dict) else None
+        return run_id if isinstance(run_id, str) else None
+
+    def describe(self) -> str:
+        files = len(self._jsonl())
+        if self.manifest.exists():
+            return f"the finished collection of run {self._manifest_run() or '?'} (manifest.json, {files} JSONL files)"
+        return f"{files} JSONL file(s) of an unfinished run"
+
+    def move_aside(self) -> Path:
+        """Move the previous collection into ``previous/<its run ID or the time>/``; where it went."""
+        name = self._manifest_run() or f"unfinished-{utcnow().strftime('%Y%m%d-%H%M%S')}"
+        dest = self.target / "previous" / name
+        n = 1
+        while dest.exists():
+            n += 1
+            dest = self.target / "previous" / f"{name}.{n}"
+        dest.mkdir(parents=True)
+        for part in self._parts():
+            os.replace(part, dest / part.name)
+        _fsync_dir(dest)
+        _fsync_dir(self.target)
+        return dest
+
+
 class JsonlAppender:
     """A JSONL file cut back to ``length`` (the checkpointed size) on open; each ``append`` is fsynced."""
 
@@ -298,15 +397,19 @@ def _fsync_dir(directory: Path) -> None:
 @click.option("--per-page", type=click.IntRange(1, 100), default=100, show_default=True, help="Records per page.")
 @click.option("--from-repo", metavar="OWNER/REPO", help="Skip the repositories before this one.")
 @click.option("--job", "job_name", default="gh-year-end", show_default=True, help="Job name in the store.")
+@click.option("--stats", "stats_only", is_flag=True,
+              help="Print the latest run's repositories by status (complete, in progress, pending, failed) and exit.")
 @syncpoint.click_options
 def main(org: str, year: int, token: str | None, endpoints: str, out: Path, base_url: str, per_page: int,
-         from_repo: str | None, job_name: str, sync: syncpoint.RunOptions) -> None:
+         from_repo: str | None, job_name: str, stats_only: bool, sync: syncpoint.RunOptions) -> None:
     """Collect a year of pull requests and issues of every repository of ORG; resumable at the page."""
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request is too chatty
     chosen = tuple(e.strip() for e in endpoints.split(",") if e.strip())
     unknown = sorted(set(chosen) - set(ENDPOINTS))
     if unknown or not chosen:
         raise click.UsageError(f"--endpoints: choose from {', '.join(ENDPOINTS)} (got {endpoints!r})")
+    if stats_only:
+        raise SystemExit(show_stats(Settings(org, year, "", chosen, out, job=job_name), sync))
     if not token:
         raise click.UsageError("a token is required: --token TOKEN or the GITHUB_TOKEN environment variable")
     settings = Settings(org, year, token, chosen, out, base_url.rstrip("/"), per_page, from_repo, job_name)

@@ -243,7 +243,8 @@ def make_body(dest: Destination, names: Sequence[str],
 
 
 def tk_client(base_url: str, run: syncpoint.Run, retry: RetryPolicy) -> HttpClient:
-    return HttpClient(base_url.rstrip("/"), headers={"Accept": "application/json"}, retry=retry, sleep=run.sleep)
+    return HttpClient(base_url.rstrip("/"), headers={"Accept": "application/json"}, retry=retry, sleep=run.sleep,
+                      checkpoint=run.checkpoint)
 
 
 @click.command(cls=syncpoint.Command, context_settings={"help_option_names": ["-h", "--help"]})

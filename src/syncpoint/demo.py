@@ -120,11 +120,13 @@ class SqliteDestination:
 
 # -- the sync ----------------------------------------------------------------------------------------------
 def dip_client(
-    base_url: str, api_key: str, *, sleep: Callable[[float], None] = time.sleep, retry: RetryPolicy | None = None
+    base_url: str, api_key: str, *, sleep: Callable[[float], None] = time.sleep, retry: RetryPolicy | None = None,
+    checkpoint: Callable[[], None] | None = None,
 ) -> HttpClient:
-    """A client for DIP: ``Authorization: ApiKey …``; pass ``run.sleep`` so Ctrl+C ends rate-limit waits."""
+    """A client for DIP: ``Authorization: ApiKey …``; pass ``run.sleep`` and ``run.checkpoint`` so that Ctrl+C
+    ends a rate-limit wait and the retrying (see ``HttpClient``)."""
     headers = {"Authorization": f"ApiKey {api_key}", "Accept": "application/json"}
-    return HttpClient(base_url, headers=headers, sleep=sleep, retry=retry)
+    return HttpClient(base_url, headers=headers, sleep=sleep, retry=retry, checkpoint=checkpoint)
 
 
 @dataclass
@@ -165,6 +167,10 @@ def sync_endpoint(
     task.start()
     mark = task.watermark(NEWEST_FIRST)
     query = {"format": "json", **(filters or {}), **_time_filters(run, mark)}
+    if mark.value is not None:  # the original tool's line, with the date its users look for
+        value = mark.value.isoformat() if isinstance(mark.value, datetime) else str(mark.value)
+        override = f"; --end {run.options.end.isoformat()} overrides it" if run.options.end is not None else ""
+        log.info("%s: resuming from checkpoint: %s (aktualisiert <= %s)%s", endpoint, value[:10], value, override)
     limit = run.params.get("limit")
     before = task.record.records
     for page in paginate_cursor(client, f"/{endpoint}", query):
@@ -337,7 +343,8 @@ def run_demo(
             echo(_intro(settings, server.url, job.store.location))
             code = run_endpoint(
                 job, options, "drucksache", dest=dest,
-                connect=lambda run: dip_client(server.url, server.api_key, sleep=run.sleep),
+                connect=lambda run: dip_client(server.url, server.api_key, sleep=run.sleep,
+                                               checkpoint=run.checkpoint),
             )
             rows = dest.count("drucksache")
         finally:

@@ -17,6 +17,11 @@ Retryable errors only reach the caller after the client has given up (``RetryPol
 ``max_attempts`` attempts, or when the next wait would end beyond ``give_up_after`` seconds from the first
 attempt. Giving up *before* a long wait rather than after it lets the sync checkpoint and exit at once.
 
+A long wait must not outlive a stop: the client sleeps with the ``sleep`` it is given (``run.sleep`` wakes
+on Ctrl+C) and then calls ``checkpoint`` (``run.checkpoint`` commits and raises ``syncpoint.Stopped`` once a
+stop is requested), so Ctrl+C during a rate-limit wait ends the wait *and* the retrying, without another
+request, and the run ends ``interrupted`` (130/143) instead of firing the remaining attempts at once.
+
 Every error message is one line with the URL's credentials and secret query values masked, because these
 lines end up in logs and in the run history.
 """
@@ -358,7 +363,10 @@ class HttpClient:
 
     ``sleep``, ``clock`` (monotonic, for the give-up deadline) and ``now`` (epoch, for ``Retry-After`` dates
     and rate-limit resets) are injectable so that tests do not wait, and so that a run can pass a sleep that
-    wakes up when the user presses Ctrl+C during a long rate-limit wait.
+    wakes up when the user presses Ctrl+C during a long rate-limit wait. ``checkpoint`` is called after every
+    retry wait, before the next attempt: whatever it raises ends the request there. In a sync, pass both
+    from the run (``sleep=run.sleep, checkpoint=run.checkpoint``): a stop asked for during a wait then ends
+    the wait and the retrying, with no further request, as ``Stopped``.
     """
 
     def __init__(
@@ -369,6 +377,7 @@ class HttpClient:
         timeout: float | httpx.Timeout = 30.0,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        checkpoint: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], float] = time.time,
         rng: random.Random | None = None,
@@ -377,6 +386,7 @@ class HttpClient:
     ) -> None:
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
+        self._checkpoint = checkpoint
         self._clock = clock
         self._now = now
         self._rng = rng or random.Random()
@@ -411,7 +421,7 @@ class HttpClient:
             raise PermanentHttpError(method, path, f"invalid URL: {exc}") from exc
         call = _Call(self, request)
         retrying = tenacity.Retrying(
-            sleep=self._sleep,
+            sleep=self._wait,
             stop=call.stop,
             wait=call.wait,
             retry=tenacity.retry_if_exception_type(RetryableHttpError),
@@ -420,6 +430,12 @@ class HttpClient:
         )
         response: httpx.Response = retrying(call.send)
         return response
+
+    def _wait(self, seconds: float) -> None:
+        """A retry wait, then the caller's safe point: a stop requested meanwhile ends the request here."""
+        self._sleep(seconds)
+        if self._checkpoint is not None:
+            self._checkpoint()
 
     def get(
         self, path: str, params: Mapping[str, Any] | None = None, *, headers: Mapping[str, str] | None = None

@@ -63,8 +63,9 @@ def _finished(run: Run) -> Outcome:
             RunStatus.FAILED, EXIT_FAILED,
             f"{len(retry)} task(s) failed with retryable errors: {names}; --resume retries them",
         )
-    if any(r.status is TaskStatus.PENDING for r in records):
-        return Outcome(RunStatus.PARTIAL, EXIT_PARTIAL, "tasks remain pending")
+    pending = sum(r.status is TaskStatus.PENDING for r in records)
+    if pending:
+        return Outcome(RunStatus.PARTIAL, EXIT_PARTIAL, f"{pending} task(s) not started")
     return Outcome(RunStatus.COMPLETED, EXIT_OK, permanent=permanent_failures(records))
 
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from syncpoint.errors import EXIT_PARTIAL, Stopped
 from syncpoint.model import TaskRecord, TaskStatus
-from syncpoint.progress_numbers import Rate, Totals, clock, describe, eta, task_done
+from syncpoint.progress_numbers import Rate, Totals, clock, describe, describe_active, eta, task_done
 from syncpoint.progress_view import MAX_TASK_ROWS, Frame, FrameData
 
 if TYPE_CHECKING:
@@ -176,7 +176,8 @@ class ProgressReporter:
         elapsed = self._last_line - self._started
         label = f"{self.label} (final)" if final else self.label
         log.info(
-            "progress %s", describe(label, totals, rate, elapsed=elapsed if final else None, known_rate=known),
+            "progress %s%s", describe(label, totals, rate, elapsed=elapsed if final else None, known_rate=known),
+            "" if final else describe_active(records),
             extra={
                 "job": self.label, "run_id": self.run.run_id, "done": totals.done, "total": totals.total,
                 "failed": totals.failed, "rate": round(rate, 3), "tasks_done": totals.tasks_done,

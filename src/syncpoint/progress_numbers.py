@@ -144,3 +144,14 @@ def fit_parts(parts: list[tuple[str, int]], width: int, sep: str = " · ") -> st
         worst = max(range(len(kept)), key=lambda i: (kept[i][1], i))
         del kept[worst]
     return sep.join(t for t, _ in kept)
+
+
+def describe_active(records: list[TaskRecord], limit: int = 8) -> str:
+    """`` · load_zaken 750/1000 (75.0%)`` per task in progress with a known total, in a run of several tasks:
+    the log line then says how far the current loader is, not only the whole run."""
+    parts = []
+    for r in records:
+        if len(records) > 1 and r.status is TaskStatus.IN_PROGRESS and r.total:
+            done = task_done(r)
+            parts.append(f"{r.name} {done}/{r.total} ({100.0 * done / r.total:.1f}%)")
+    return "".join(f" · {part}" for part in parts[:limit])

@@ -67,6 +67,8 @@ def choose_run(job: Job, options: RunOptions) -> tuple[RunRecord, bool]:
             found = done[0] if done else None
         if found is not None:
             return _resume(job, options, found), True
+        if options.resume:
+            log.info("nothing to resume for job %s (key %s); starting a new run", job.name, options.key)
         return _new(job, options), False
     if options.resume:
         found = _latest(job)

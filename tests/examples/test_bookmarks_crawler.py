@@ -355,3 +355,65 @@ def test_store_defaults_to_the_crawler_schema(monkeypatch: pytest.MonkeyPatch) -
     assert chosen == "postgresql://u@h/db?schema=other"
     with pytest.raises(syncpoint.UsageError):
         bc.store_url(syncpoint.RunOptions(), None)
+
+
+# -- the original's tables and a recrawl from the beginning (issue 12, items 3 and 4) -------------------------
+def query(schema: str, text: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    with psycopg.connect(PG_URL) as conn:
+        cur = conn.execute(sql.SQL(text).format(s=sql.Identifier(schema)))
+        return [c.name for c in cur.description or []], cur.fetchall()
+
+
+def test_the_originals_queries_work_on_views_with_its_column_names_and_meanings(
+    server: WatchedBookmarks, schema: str, store: str, tmp_path: Path
+) -> None:
+    server.revoke("carol")
+    assert run_program(cli(server, schema, store, tmp_path), tmp_path / "crawl.log") == 0
+    # The original's users join on their own user table.
+    with psycopg.connect(PG_URL) as conn:
+        conn.execute(sql.SQL('CREATE TABLE {}."user" (id varchar(255) PRIMARY KEY)').format(sql.Identifier(schema)))
+        conn.execute(sql.SQL('INSERT INTO {}."user" VALUES (%s), (%s), (%s)').format(sql.Identifier(schema)),
+                     list(USERS))
+
+    columns, found = query(schema, "SELECT * FROM {s}.twitter_crawl_checkpoint ORDER BY user_id")
+    assert columns == ["user_id", "last_tweet_id", "last_crawled_at", "bookmarks_count", "created_at", "updated_at"]
+    assert [(r[0], r[1], r[3]) for r in found] == [
+        ("alice", newest(server, "alice"), USERS["alice"]), ("bob", newest(server, "bob"), USERS["bob"])]
+    for row in found:
+        assert row[2] is not None and row[4] is not None and row[4] <= row[5]
+        assert row[2].tzinfo is None  # TIMESTAMP, as the original's
+    _, joined = query(schema, 'SELECT u.id, c.last_tweet_id FROM {s}."user" u '
+                              "LEFT JOIN {s}.twitter_crawl_checkpoint c ON c.user_id = u.id ORDER BY u.id")
+    assert joined == [("alice", newest(server, "alice")), ("bob", newest(server, "bob")), ("carol", None)]
+
+    columns, found = query(schema, "SELECT * FROM {s}.crawl_session ORDER BY user_id")
+    assert columns == ["session_id", "user_id", "started_at", "completed_at", "status", "bookmarks_processed",
+                       "direct_import", "enable_summarization", "output_file_path", "error_message"]
+    [run] = runs(store)
+    by_user = {r[1]: r for r in found}
+    assert set(by_user) == set(USERS)
+    for user in ("alice", "bob"):
+        row = by_user[user]
+        assert row[0] == f"{run.run_id}:{user}" and row[4] == "completed" and row[5] == USERS[user]
+        assert row[2] <= row[3] and row[6:9] == (True, False, None) and row[9] is None
+    carol = by_user["carol"]
+    assert carol[4] == "failed" and "401" in carol[9]
+
+
+def test_a_recrawl_from_the_beginning_writes_no_duplicate_and_counts_right(
+    server: WatchedBookmarks, schema: str, store: str, tmp_path: Path
+) -> None:
+    assert run_program(cli(server, schema, store, tmp_path), tmp_path / "crawl.log") == 0
+    assert rows(schema) == expected(server)
+    reset = subprocess.run([sys.executable, "-m", "syncpoint", "--store", store, "state", "reset", JOB,
+                            "--key", "alice.last_tweet_id", "--yes"], capture_output=True, text=True, timeout=60)
+    assert reset.returncode == 0, reset.stderr
+    server.add("alice", 3)
+    assert run_program(cli(server, schema, store, tmp_path), tmp_path / "recrawl.log") == 0
+    got = rows(schema)
+    assert got == expected(server) and max(got.values()) == 1, "a recrawl wrote bookmarks twice"
+    bookmarks = state(store)
+    assert bookmarks["alice.bookmarks_count"] == USERS["alice"] + 3  # the 3 new ones, not all of them again
+    assert bookmarks["alice.last_tweet_id"] == newest(server, "alice")
+    _, found = query(schema, "SELECT bookmarks_count FROM {s}.twitter_crawl_checkpoint WHERE user_id = 'alice'")
+    assert found == [(USERS["alice"] + 3,)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import re
@@ -249,3 +250,39 @@ def test_usage_errors_exit_64(tmp_path: Path, store: str) -> None:
         result = runner.invoke(dip_sync.cli, [*base, *extra] if extra != ["sync-nothing"] else extra)
         assert result.exit_code == 64, result.output
         assert says in result.output and "Traceback" not in result.output
+
+
+# -- the original's checkpoint files and log line (issue 12, item 5) ------------------------------------------
+def test_checkpoints_are_where_and_as_the_original_kept_them_and_sqlite_is_one_flag_away(tmp_path: Path) -> None:
+    """No --store: ``.checkpoints/drucksachen.checkpoint.json`` in the working directory, with
+    ``last_sync_date``; the resume says "resuming from checkpoint: DATE"; the file is gone once complete."""
+    with WatchedDip({"drucksache": 450}, seed=4) as server:
+        base = python(DIP_SYNC, "sync-drucksachen", "--base-url", server.url, "--api-key", DIP_KEY, "--db",
+                      tmp_path / "dip.db", "--no-progress")
+        first = Program([*base, "--max-items", "150"], cwd=tmp_path)
+        assert first.finish() == 2, first.stderr
+        checkpoint = tmp_path / ".checkpoints" / "drucksachen.checkpoint.json"
+        data = json_file(checkpoint)
+        assert data["status"] == "partial" and isinstance(data["last_sync_date"], str)
+        day = data["last_sync_date"][:10]
+        assert not (tmp_path / ".checkpoints" / "syncpoint.db").exists()
+
+        resumed = Program([*base, "--resume"], cwd=tmp_path)
+        assert resumed.finish() == 0, resumed.stderr
+        assert f"resuming from checkpoint: {day}" in resumed.stderr, resumed.stderr
+        assert not checkpoint.exists()  # deleted on success, as the original did
+        assert_table_matches(tmp_path / "dip.db", server, "drucksache")
+
+        other = tmp_path / "elsewhere"
+        custom = Program([*base, "--checkpoint-dir", other, "--max-items", "100"], cwd=tmp_path)
+        assert custom.finish() == 2, custom.stderr
+        assert "last_sync_date" in json_file(other / "drucksachen.checkpoint.json")
+
+        sqlite = Program([*base, "--store", f"sqlite:{tmp_path / 'sp.db'}", "--new-run"], cwd=tmp_path)
+        assert sqlite.finish() == 0, sqlite.stderr
+        with syncpoint.open_store(f"sqlite:{tmp_path / 'sp.db'}") as opened:
+            assert [r.status for r in opened.list_runs("drucksachen")] == [RunStatus.COMPLETED]
+
+
+def json_file(path: Path) -> Any:
+    return json.loads(path.read_text())

@@ -212,3 +212,77 @@ def test_from_repo_skips_earlier_repos_and_a_resume_finishes_them_without_refetc
         with pytest.raises(SystemExit) as exc:
             gh.main(["--org", "acme", "--year", "2025", "--endpoints", "forks", "--token", "t"])
         assert exc.value.code == 64
+
+
+# -- a run over a finished collection (issue 12, items 2 and 9) --------------------------------------------
+def assert_manifest_matches_files(directory: Path) -> dict[str, Any]:
+    """The manifest's record counts are exactly the lines in the JSONL files beside it."""
+    manifest = json.loads((directory / "manifest.json").read_text())
+    for endpoint in manifest["endpoints"]:
+        files = list((directory / endpoint).glob("*.jsonl"))
+        lines_now = sum(len(f.read_text().splitlines()) for f in files)
+        assert manifest["counts"][endpoint]["records"] == lines_now, endpoint
+    return manifest
+
+
+def snapshot(target: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(target)): p.read_bytes() for p in sorted(target.rglob("*"))
+            if p.is_file() and "checkpoints" not in p.parts}
+
+
+def test_a_new_run_over_a_finished_collection_is_refused_then_moves_it_aside_and_never_leaves_a_stale_manifest(
+    tmp_path: Path,
+) -> None:
+    with WatchedGitHub(repos=SIZES) as server:
+        target = settings(server, tmp_path).target
+        assert run_program(cli_args(server, tmp_path), tmp_path / "first.log") == 0
+        first = assert_manifest_matches_files(target)
+        before = snapshot(target)
+
+        # A plain second run would start every file from byte 0: refused, nothing touched.
+        again = Program(cli_args(server, tmp_path))
+        assert again.finish() == 64, again.stderr
+        assert "--new-run" in again.stderr and first["run_id"] in again.stderr
+        assert snapshot(target) == before
+
+        # --new-run moves the finished set aside, whole; interrupted, no manifest describes the new files.
+        server.watch.arm(sum(server.stats.pages.values()) + 4, hold=True)
+        child = Program(cli_args(server, tmp_path, "--new-run"))
+        assert server.watch.reached.wait(30)
+        child.proc.send_signal(signal.SIGINT)
+        child.wait_for("SIGINT received")
+        server.watch.release()
+        assert child.finish() == 130, child.stderr
+        assert "moved to" in child.stderr
+        assert not (target / "manifest.json").exists()
+        kept = target / "previous" / first["run_id"]
+        assert assert_manifest_matches_files(kept) == first
+        assert {k[len(f"previous/{first['run_id']}/"):]: v for k, v in snapshot(target).items()
+                if k.startswith("previous/")} == before
+
+        assert run_program(cli_args(server, tmp_path, "--resume"), tmp_path / "resume.log") == 0
+        second = assert_manifest_matches_files(target)
+        assert second["run_id"] != first["run_id"]
+        assert_collected(server, target)
+
+
+def test_from_repo_says_why_the_run_is_partial_and_stats_count_pending_and_in_progress(tmp_path: Path) -> None:
+    with WatchedGitHub(repos=SIZES) as server:
+        target = settings(server, tmp_path).target
+        child = Program(cli_args(server, tmp_path, "--from-repo", "acme/repo-04"))
+        assert child.finish() == 2, child.stderr
+        assert "(None)" not in child.stderr and "partial (8 task(s) not started)" in child.stderr, child.stderr
+
+        stats = Program(python(GH_YEAR_END, "--org", "acme", "--year", "2025", "--out", tmp_path / "data", "--stats"))
+        assert stats.finish() == 0, stats.stderr
+        report = json.loads(stats.stdout)
+        assert report["status"] == "partial"
+        for endpoint in ("pulls", "issues"):
+            assert report[endpoint] == {"total_repos": 6, "repos_complete": 2, "repos_in_progress": 0,
+                                        "repos_pending": 4, "repos_failed": 0}
+
+        assert run_program(cli_args(server, tmp_path, "--resume"), tmp_path / "resume.log") == 0
+        manifest = assert_manifest_matches_files(target)
+        assert manifest["counts"]["pulls"] | {"records": 0, "pages": 0} == {
+            "records": 0, "pages": 0, "total_repos": 6, "repos_complete": 6, "repos_in_progress": 0,
+            "repos_pending": 0, "repos_failed": 0}

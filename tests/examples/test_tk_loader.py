@@ -163,3 +163,20 @@ def test_list_runs_and_cleanup(tmp_path: Path) -> None:
 def test_bad_start_date_is_a_usage_error(tmp_path: Path, value: str) -> None:
     with ODataServer(1) as server:
         assert run_program(args(server, tmp_path, "--start-date", value), tmp_path / "log") == 64
+
+
+def test_piped_progress_lines_show_each_loaders_done_total_and_percentage(tmp_path: Path) -> None:
+    """As the original's "Progress: 750/1000 (75.0%)": the log-line form names the loader in progress."""
+    from ex_support import Program
+
+    with WatchedOData(200, page_size=50) as server:
+        server.watch.arm(2, hold=True)  # load_zaken's second page waits: its first 50 of 200 are done
+        child = Program(python(TK_LOADER, "--base-url", server.url, "--db", tmp_path / "tk.db", "--store",
+                               store(tmp_path), "--progress", "--progress-interval", "0.2"))
+        try:
+            child.wait_for("load_zaken 50/200 (25.0%)")
+        finally:
+            server.watch.release()
+        assert child.finish() == 0, child.stderr
+    line = next(x for x in child.stderr.splitlines() if "load_zaken 50/200 (25.0%)" in x)
+    assert "progress tk-loader:" in line

@@ -247,6 +247,29 @@ def test_gives_up_after_max_attempts(dip: DipServer, fake: FakeTime) -> None:
     assert dip.stats.requests["drucksache"] == 3 and fake.waits == [1.0, 2.0]
 
 
+def test_the_checkpoint_after_a_wait_ends_the_retrying_without_another_request(dip: DipServer, fake: FakeTime) -> None:
+    """What a run passes as ``checkpoint`` raises once a stop is requested: the request ends after the wait."""
+
+    class Stop(BaseException):
+        pass
+
+    calls: list[int] = []
+
+    def checkpoint() -> None:
+        calls.append(len(fake.waits))
+        if len(fake.waits) == 2:  # "Ctrl+C" during the second wait
+            raise Stop
+
+    dip.inject(*[503] * 5)
+    client = HttpClient(dip.url, headers={"Authorization": f"ApiKey {DIP_KEY}"}, sleep=fake.sleep,
+                        checkpoint=checkpoint, clock=fake.time, now=fake.time,
+                        retry=RetryPolicy(initial_wait=1.0, jitter=0.0))
+    with client, pytest.raises(Stop):
+        client.get("/drucksache")
+    assert calls == [1, 2] and len(fake.waits) == 2
+    assert dip.stats.requests["drucksache"] == 2  # no third attempt after the stop
+
+
 @pytest.mark.parametrize(
     ("path", "params", "status", "stats_key"),
     [

@@ -9,7 +9,10 @@ Users may share tweets (two users bookmarking the same tweet). The cursor is a s
 served), so it stays valid across restarts of the server and when new bookmarks arrive at the front
 (``add``). Each user has a bearer token; ``revoke`` makes that user's requests answer 401. Faults come from
 a ``FaultPlan``; ``stats`` counts what was served per user. Run
-``python -m syncpoint.testing.bookmarks_server --port 8080 --users alice,bob --count 500``.
+``python -m syncpoint.testing.bookmarks_server --port 8080 --users alice,bob --count 500``; while it runs,
+``curl -X POST http://127.0.0.1:8080/_control/revoke/alice`` revokes alice's token (her requests answer 401),
+``…/_control/token/alice?token=T`` gives her a new one, and ``…/_control/add/alice?count=5`` adds 5 new
+bookmarks at the front (``--revoked bob`` starts with bob's token revoked).
 """
 
 from __future__ import annotations
@@ -24,7 +27,16 @@ from collections.abc import Hashable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from syncpoint.testing.dip_server import FaultPlan, LocalServer, Reply, Request, error_reply, serve_until_signal
+from syncpoint.testing.dip_server import (
+    FaultPlan,
+    LocalServer,
+    Reply,
+    Request,
+    error_reply,
+    fault_arguments,
+    fault_plan,
+    serve_until_signal,
+)
 
 _PATH = re.compile(r"/users/(?P<user>[A-Za-z0-9_.-]+)/bookmarks")
 _EPOCH = datetime(2024, 5, 1, tzinfo=timezone.utc)
@@ -133,6 +145,25 @@ class BookmarksServer(LocalServer):
             return error_reply(401, "Unauthorized: invalid or revoked token")
         return None
 
+    def control(self, request: Request) -> Reply | None:
+        """``POST /_control/{revoke,token,add}/{user}``: change the server by hand while it runs."""
+        parts = request.path.split("/")
+        if len(parts) != 4 or parts[1] != "_control":
+            return None
+        action, user = parts[2], parts[3]
+        if user not in self.tokens:
+            return error_reply(404, f"no user {user!r}")
+        if action == "revoke":
+            self.revoke(user)
+            return Reply(200, {"revoked": user})
+        if action == "token" and request.query.get("token"):
+            self.set_token(user, request.query["token"])
+            return Reply(200, {"token": user})
+        if action == "add":
+            added = self.add(user, int(request.query.get("count", "1")))
+            return Reply(200, {"added": [b["id"] for b in added]})
+        return error_reply(400, "use revoke/USER, token/USER?token=T or add/USER?count=N")
+
     def handle(self, request: Request) -> Reply:
         match = _PATH.fullmatch(request.path)
         assert match is not None  # authorize() answered 404 otherwise
@@ -163,13 +194,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--users", default="alice,bob", help="comma-separated user names")
     parser.add_argument("--count", type=int, default=500, help="bookmarks per user")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--error-rate", type=float, default=0.0, help="fraction of requests answered 503")
-    parser.add_argument("--drop-rate", type=float, default=0.0, help="fraction of connections dropped")
+    parser.add_argument("--revoked", default="", help="comma-separated users whose tokens start revoked")
+    fault_arguments(parser)
     args = parser.parse_args(argv)
     users = [u for u in args.users.split(",") if u]
-    faults = FaultPlan(error_rate=args.error_rate, drop_rate=args.drop_rate, seed=args.seed)
-    server = BookmarksServer(dict.fromkeys(users, args.count), seed=args.seed, faults=faults, host=args.host,
-                             port=args.port)
+    server = BookmarksServer(dict.fromkeys(users, args.count), seed=args.seed, faults=fault_plan(args),
+                             host=args.host, port=args.port)
+    for user in filter(None, args.revoked.split(",")):
+        if user not in users:
+            parser.error(f"--revoked {user}: not one of --users")
+        server.revoke(user)
     tokens = ", ".join(f"{u}: token-{u}" for u in users)
     return serve_until_signal(server, f"(tokens: {tokens})")
 

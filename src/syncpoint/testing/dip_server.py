@@ -151,10 +151,20 @@ class _Handler(BaseHTTPRequestHandler):
     server: _HTTPServer
 
     def do_GET(self) -> None:
+        self._answer("GET")
+
+    def do_POST(self) -> None:
+        """Only the servers' ``/_control/…`` endpoints (changing a running stand-in by hand) take POST."""
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        self._answer("POST")
+
+    def _answer(self, method: str) -> None:
         owner = self.server.owner
         parts = urlsplit(self.path)
         query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-        request = Request("GET", parts.path, query, {k.lower(): v for k, v in self.headers.items()})
+        request = Request(method, parts.path, query, {k.lower(): v for k, v in self.headers.items()})
         reply = owner._serve(request)
         if reply.drop:
             self.close_connection = True
@@ -234,6 +244,9 @@ class LocalServer:
 
     def _serve(self, request: Request) -> Reply:
         try:
+            if request.method == "POST":  # never counted, authorized or faulted: the test's hand, not a client's
+                with self.lock:
+                    return self.control(request) or error_reply(404, f"no control endpoint {request.path}")
             with self.lock:
                 self.stats.requests[self.stats_key(request)] += 1
                 reply = self.authorize(request)
@@ -256,6 +269,10 @@ class LocalServer:
 
     def stats_key(self, request: Request) -> Hashable:
         return request.path
+
+    def control(self, request: Request) -> Reply | None:
+        """A ``POST /_control/…`` request (see each server); ``None``: no such control endpoint."""
+        return None
 
     def authorize(self, request: Request) -> Reply | None:
         return None
@@ -611,15 +628,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=1000, help="documents per endpoint")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--api-key", default="dip-test-key")
+    fault_arguments(parser)
+    args = parser.parse_args(argv)
+    server = DipServer(args.count, seed=args.seed, api_key=args.api_key, faults=fault_plan(args), host=args.host,
+                       port=args.port)
+    return serve_until_signal(server, f"(api key: {args.api_key})")
+
+
+def fault_arguments(parser: argparse.ArgumentParser) -> None:
+    """The fault flags every stand-in server's command line has (``fault_plan`` turns them into a plan)."""
     parser.add_argument("--error-rate", type=float, default=0.0, help="fraction of requests answered 503")
     parser.add_argument("--drop-rate", type=float, default=0.0, help="fraction of connections dropped")
     parser.add_argument("--rate-limit-rate", type=float, default=0.0, help="fraction answered 429")
-    args = parser.parse_args(argv)
-    faults = FaultPlan(
-        error_rate=args.error_rate, drop_rate=args.drop_rate, rate_limit_rate=args.rate_limit_rate, seed=args.seed
-    )
-    server = DipServer(args.count, seed=args.seed, api_key=args.api_key, faults=faults, host=args.host, port=args.port)
-    return serve_until_signal(server, f"(api key: {args.api_key})")
+    parser.add_argument("--slow-rate", type=float, default=0.0, help="fraction answered after --slow-seconds")
+    parser.add_argument("--slow-seconds", type=float, default=0.5, help="delay of a slow answer")
+    parser.add_argument("--retry-after", default="1", help="Retry-After of the 503s and 429s (seconds)")
+
+
+def fault_plan(args: argparse.Namespace) -> FaultPlan:
+    return FaultPlan(error_rate=args.error_rate, drop_rate=args.drop_rate, rate_limit_rate=args.rate_limit_rate,
+                     slow_rate=args.slow_rate, slow_seconds=args.slow_seconds, retry_after=args.retry_after,
+                     seed=args.seed)
 
 
 def serve_until_signal(server: LocalServer, note: str) -> int:

@@ -4,7 +4,10 @@ It has what makes such a collector hard to resume: ``Link``-header paging, a pri
 answers 403 with ``X-RateLimit-Remaining: 0`` until ``X-RateLimit-Reset``, repos that answer 404/410/451
 on one endpoint, issues lists that include pull requests, and (via ``FaultPlan``) 5xx and dropped
 connections. The server's clock is injectable so a test can share a fake clock with the client and "wait"
-for a rate-limit reset without waiting. Run ``python -m syncpoint.testing.github_server --port 8081``.
+for a rate-limit reset without waiting. Run, e.g.::
+
+    python -m syncpoint.testing.github_server --port 8081 --repos 6 --rate-limit 50 --reset-after 30 \
+        --blocked acme/repo-01:pulls:404 --blocked 'acme/repo-03:*:451' --error-rate 0.05
 """
 
 from __future__ import annotations
@@ -19,7 +22,16 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlencode
 
-from syncpoint.testing.dip_server import FaultPlan, LocalServer, Reply, Request, error_reply, serve_until_signal
+from syncpoint.testing.dip_server import (
+    FaultPlan,
+    LocalServer,
+    Reply,
+    Request,
+    error_reply,
+    fault_arguments,
+    fault_plan,
+    serve_until_signal,
+)
 
 _START = datetime(2025, 1, 1, tzinfo=timezone.utc)
 _REPO_PATH = re.compile(r"/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)/(?P<endpoint>pulls|issues)")
@@ -232,7 +244,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--token", default="ghp-test-token")
     parser.add_argument("--rate-limit", type=int, default=None, help="requests per window")
     parser.add_argument("--reset-after", type=float, default=60.0, help="rate-limit window, seconds")
+    parser.add_argument("--blocked", action="append", default=[], metavar="OWNER/REPO:ENDPOINT:STATUS",
+                        help="answer that repo's endpoint (pulls, issues, or * for both) STATUS, e.g. "
+                             "acme/repo-01:pulls:404 (repeatable)")
+    fault_arguments(parser)
     args = parser.parse_args(argv)
+    blocked: dict[tuple[str, str], int] = {}
+    for value in args.blocked:
+        repo, _, rest = value.partition(":")
+        endpoint, _, status = rest.partition(":")
+        if not repo or endpoint not in ("pulls", "issues", "*") or not status.isdigit():
+            parser.error(f"--blocked: expected OWNER/REPO:pulls|issues|*:STATUS, got {value!r}")
+        blocked[(repo, endpoint)] = int(status)
     server = GitHubServer(
         args.org,
         args.repos,
@@ -240,6 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         token=args.token,
         rate_limit=args.rate_limit,
         reset_after=args.reset_after,
+        blocked=blocked,
+        faults=fault_plan(args),
         host=args.host,
         port=args.port,
     )

@@ -9,11 +9,14 @@ Entities ``Zaak``, ``Document``, ``Vergadering``, ``Agendapunt``, ``Activiteit``
 A list answer is ``{"value": [...], "@odata.nextLink": "<absolute URL>", "@odata.count": N}`` (the count only
 with ``$count=true``; the next link only when more records follow). Tests can serve a few records
 malformed (``malform``; ``fix`` serves them whole again) and make a whole entity fail (``fail_entity``).
-Faults (``FaultPlan``) and served counts (``ServerStats``, keyed by entity) come from ``dip_server``.
+Faults (``FaultPlan``) and served counts (``ServerStats``, keyed by entity) come from ``dip_server``. Run
+``python -m syncpoint.testing.odata_server --port 8082 --count 1000 --malform Zaak:3 --fail-entity Agendapunt:404``
+and point ``examples/tk_loader.py --base-url http://127.0.0.1:8082/OData/v4/2.0`` at it.
 """
 
 from __future__ import annotations
 
+import argparse
 import random
 import re
 import uuid
@@ -22,7 +25,16 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlencode
 
-from syncpoint.testing.dip_server import FaultPlan, LocalServer, Reply, Request, error_reply
+from syncpoint.testing.dip_server import (
+    FaultPlan,
+    LocalServer,
+    Reply,
+    Request,
+    error_reply,
+    fault_arguments,
+    fault_plan,
+    serve_until_signal,
+)
 
 ENTITIES = ("Zaak", "Document", "Vergadering", "Agendapunt", "Activiteit")
 _OLDEST = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -196,3 +208,39 @@ class ODataServer(LocalServer):
             body["@odata.nextLink"] = f"{self.url}/{entity}?{urlencode(params)}"
         self.stats.page_served(entity, [r["Id"] for r in page])
         return Reply(200, body)
+
+
+def _pair(value: str, what: str) -> tuple[str, int]:
+    name, sep, number = value.rpartition(":")
+    if not sep or not number.isdigit():
+        raise argparse.ArgumentTypeError(f"expected {what}, got {value!r}")
+    return name, int(number)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="A local Tweede Kamer OData API for trying the TK loader offline.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed)")
+    parser.add_argument("--count", type=int, default=200, help="records per entity")
+    parser.add_argument("--page-size", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--malform", action="append", default=[], metavar="ENTITY:N",
+                        type=lambda v: _pair(v, "ENTITY:N"), help="serve N records of ENTITY malformed (repeatable)")
+    parser.add_argument("--fail-entity", action="append", default=[], metavar="ENTITY:STATUS",
+                        type=lambda v: _pair(v, "ENTITY:STATUS"), help="answer every ENTITY request STATUS")
+    fault_arguments(parser)
+    args = parser.parse_args(argv)
+    server = ODataServer(args.count, seed=args.seed, page_size=args.page_size, faults=fault_plan(args),
+                         host=args.host, port=args.port)
+    for entity, _ in args.malform + args.fail_entity:
+        if entity not in ENTITIES:
+            parser.error(f"unknown entity {entity!r}; choose from {', '.join(ENTITIES)}")
+    for entity, count in args.malform:
+        server.malform(entity, [r["Id"] for r in server.records[entity][:count]])
+    for entity, status in args.fail_entity:
+        server.fail_entity(entity, status)
+    return serve_until_signal(server, f"(entities: {', '.join(ENTITIES)})")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

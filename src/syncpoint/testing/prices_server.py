@@ -6,19 +6,32 @@
 
 Prices are a pure function of (seed, symbol, date), so a test knows what every stored row must hold.
 Faults (``FaultPlan``) and served counts (``ServerStats``; ``documents["prices"]`` counts prices served,
-``served[("prices", symbol)]`` per symbol) come from ``dip_server``.
+``served[("prices", symbol)]`` per symbol) come from ``dip_server``. Run
+``python -m syncpoint.testing.prices_server --port 8083 --count 1200 --fail AAAC:404 --fail AAAD:500`` and point
+``examples/daily_stock_sync.py --base-url http://127.0.0.1:8083`` at it; ``POST /_control/list?count=N``
+lists N new symbols while it runs (``curl -X POST …``).
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import itertools
 import string
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Sequence
 from datetime import date
 from typing import Any
 
-from syncpoint.testing.dip_server import FaultPlan, LocalServer, Reply, Request, error_reply
+from syncpoint.testing.dip_server import (
+    FaultPlan,
+    LocalServer,
+    Reply,
+    Request,
+    error_reply,
+    fault_arguments,
+    fault_plan,
+    serve_until_signal,
+)
 
 
 def symbol_names(count: int, start: int = 0) -> list[str]:
@@ -71,6 +84,16 @@ class PricesServer(LocalServer):
     def stats_key(self, request: Request) -> Hashable:
         return "prices" if request.path.startswith("/prices/") else request.path
 
+    def control(self, request: Request) -> Reply | None:
+        """``POST /_control/list?count=N``: list N new symbols (at the front), for trying it by hand."""
+        if request.path != "/_control/list":
+            return None
+        count = int(request.query.get("count", "1"))
+        known = set(self.symbols)
+        fresh = [s for s in symbol_names(len(known) + count, 0) if s not in known][:count]
+        self.list_symbols(fresh)
+        return Reply(200, {"listed": fresh})
+
     def handle(self, request: Request) -> Reply:
         if request.path == "/symbols":
             return Reply(200, {"symbols": list(self.symbols)})
@@ -89,3 +112,26 @@ class PricesServer(LocalServer):
             return error_reply(status, f"no price for {symbol} ({status})")
         self.stats.page_served("prices", [symbol])
         return Reply(200, self.price(symbol, day))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="A local stock-price API for trying the daily stock sync offline.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed)")
+    parser.add_argument("--count", type=int, default=100, help="listed symbols")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fail", action="append", default=[], metavar="SYMBOL:STATUS",
+                        help="answer SYMBOL's price with STATUS, e.g. AAAC:404 (repeatable)")
+    fault_arguments(parser)
+    args = parser.parse_args(argv)
+    server = PricesServer(args.count, seed=args.seed, faults=fault_plan(args), host=args.host, port=args.port)
+    for value in args.fail:
+        symbol, _, status = value.partition(":")
+        if not status.isdigit():
+            parser.error(f"--fail: expected SYMBOL:STATUS, got {value!r}")
+        server.fail(symbol, int(status))
+    return serve_until_signal(server, f"({len(server.symbols)} symbols, {server.symbols[0]}…)")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
