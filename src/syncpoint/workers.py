@@ -8,19 +8,19 @@ done or failed; ``run.pending_tasks(...)`` — tasks, each completed or failed l
 whose outcomes ``fn`` records itself (the first exception then stops the map and is raised, like
 ``Executor.map``).
 
-Stopping: once a signal arrives or a budget is used up, no new work is handed out (the dispatcher looks at
-least every ``POLL`` seconds); work in flight may finish and be recorded within ``grace`` seconds (default
-``DEFAULT_GRACE``); what is still running then is abandoned — its outcome is never recorded, so it is redone
-on resume — and the run commits and stops (``Stopped``: exit 130/143, or 2 for a budget). Under an item
-budget no more items are handed out than the budget has room for. An exception in ``fn`` fails its item,
-slice or task (retryable unless declared permanent, ``syncpoint.failures``), never the process. Workers are
-daemon threads, so an abandoned one cannot hold the process open.
+Workers take the next unit themselves (no dispatcher between them and the work). Stopping: once a signal
+arrives or a budget is used up, no new work is handed out (workers look before taking each unit); work in
+flight may finish and be recorded within ``grace`` seconds (default ``DEFAULT_GRACE``); what is still running
+then is abandoned — its outcome is never recorded, so it is redone on resume — and the run commits and stops
+(``Stopped``: exit 130/143, or 2 for a budget). Under an item budget no more items are handed out than the
+budget has room for. An exception in ``fn`` fails its item, slice or task (retryable unless declared
+permanent, ``syncpoint.failures``), never the process. Workers are daemon threads, so an abandoned one cannot
+hold the process open.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -137,17 +137,20 @@ def outcomes_for(work: Iterable[Any]) -> Outcomes:
 
 
 class _Pool:
-    """The dispatcher's view of its workers: slots, in-flight count, and the gate that abandons them."""
+    """The workers' shared state: the work, the in-flight count, and the gate that abandons them."""
 
-    def __init__(self, concurrency: int) -> None:
+    def __init__(self, units: Iterator[Any], concurrency: int) -> None:
         self.cond = threading.Condition()
+        self.units = units
+        self.units_lock = threading.Lock()  # a generator cannot be advanced by two threads at once
         self.in_flight = 0
+        self.waiting_for_room = 0  # workers waiting for item-budget room (woken when an item lands)
+        self.workers = concurrency
         self.recording = 0
+        self.exhausted = False
         self.abandoned = False
         self.first_error: BaseException | None = None
         self.stop_seen = False
-        self.work: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self.concurrency = concurrency
 
 
 def run_map(
@@ -157,21 +160,14 @@ def run_map(
         raise UsageError(f"concurrency must be a positive integer, got {concurrency!r}")
     grace = DEFAULT_GRACE if grace is None else grace
     kind = outcomes_for(work)
-    pool = _Pool(concurrency)
+    pool = _Pool(kind.units(), concurrency)
     summary = MapSummary()
     started = time.monotonic()
-    threads = [
-        threading.Thread(target=_worker, args=(run, fn, kind, pool, summary), name=f"syncpoint-map-{i}", daemon=True)
-        for i in range(concurrency)
-    ]
-    for thread in threads:
-        thread.start()
-    try:
-        _dispatch(run, kind, pool)
-        _drain(run, pool, grace, summary)
-    finally:
-        for _ in threads:
-            pool.work.put(_STOP)
+    for i in range(concurrency):
+        threading.Thread(
+            target=_worker, args=(run, fn, kind, pool, summary), name=f"syncpoint-map-{i}", daemon=True
+        ).start()
+    _wait(run, pool, grace, summary)
     summary.elapsed = time.monotonic() - started
     if pool.first_error is not None and kind.raises:
         raise pool.first_error
@@ -180,43 +176,20 @@ def run_map(
     return summary
 
 
-_STOP = object()
-
-
-def _dispatch(run: Run, kind: Outcomes, pool: _Pool) -> None:
-    units = kind.units()
-    while True:
-        with pool.cond:
-            while not _must_stop(run, pool) and (
-                pool.in_flight >= pool.concurrency
-                or (kind.counts_items and run.pacer.budget_left() - pool.in_flight <= 0)
-            ):
-                pool.cond.wait(POLL)
-            if _must_stop(run, pool):
-                return
-        try:
-            unit = next(units)
-        except StopIteration:
-            return
-        with pool.cond:
-            pool.in_flight += 1
-        pool.work.put(unit)
-
-
 def _must_stop(run: Run, pool: _Pool) -> bool:
     return pool.stop_seen or pool.first_error is not None or run.stopping
 
 
-def _drain(run: Run, pool: _Pool, grace: float, summary: MapSummary) -> None:
-    """Wait for the work in flight: all of it after the source ran out; within ``grace`` after a stop."""
-    stopping = _must_stop(run, pool)
-    deadline = time.monotonic() + grace if stopping else None
+def _wait(run: Run, pool: _Pool, grace: float, summary: MapSummary) -> None:
+    """Wait for the workers: until the work runs out; after a stop, within ``grace`` for the work in flight."""
+    deadline: float | None = None
     with pool.cond:
-        while pool.in_flight > 0:
+        while pool.workers > 0:
             if deadline is None and _must_stop(run, pool):
-                deadline = time.monotonic() + grace  # a stop arrived while draining
+                deadline = time.monotonic() + grace
+                pool.cond.notify_all()  # workers waiting for budget room look up and leave
             left = POLL if deadline is None else min(POLL, deadline - time.monotonic())
-            if left <= 0:
+            if left <= 0 and pool.in_flight > 0:
                 pool.abandoned = True
                 summary.abandoned = pool.in_flight
                 while pool.recording > 0:  # an outcome being recorded right now finishes first
@@ -224,20 +197,54 @@ def _drain(run: Run, pool: _Pool, grace: float, summary: MapSummary) -> None:
                 log.warning("abandoned %d unit(s) still running after the %gs grace period; a resume redoes them",
                             summary.abandoned, grace)
                 return
-            pool.cond.wait(left)
+            pool.cond.wait(max(left, 0.001))
+
+
+def _take(run: Run, kind: Outcomes, pool: _Pool) -> tuple[bool, Any]:
+    """The next unit for a worker, or (False, None) when it should leave: the work ran out, or a stop."""
+    with pool.cond:
+        while True:
+            if pool.exhausted or _must_stop(run, pool):
+                return False, None
+            # Under an item budget, hand out no more items than it has room for (counting those in flight).
+            if not kind.counts_items or run.pacer.budget_left() - pool.in_flight > 0:
+                break
+            pool.waiting_for_room += 1
+            pool.cond.wait(POLL)
+            pool.waiting_for_room -= 1
+        pool.in_flight += 1
+    try:
+        with pool.units_lock:
+            return True, next(pool.units)
+    except StopIteration:
+        pass
+    except BaseException as exc:  # the work itself failed (a lookup in the store): stop and raise it
+        with pool.cond:
+            pool.first_error = pool.first_error or exc
+    with pool.cond:
+        pool.exhausted = True
+        pool.in_flight -= 1
+        pool.cond.notify_all()
+    return False, None
 
 
 def _worker(run: Run, fn: Callable[[Any], object], kind: Outcomes, pool: _Pool, summary: MapSummary) -> None:
-    while True:
-        unit = pool.work.get()
-        if unit is _STOP:
-            return
-        try:
-            _one(run, fn, kind, pool, summary, unit)
-        finally:
-            with pool.cond:
-                pool.in_flight -= 1
-                pool.cond.notify_all()
+    try:
+        while True:
+            ok, unit = _take(run, kind, pool)
+            if not ok:
+                return
+            try:
+                _one(run, fn, kind, pool, summary, unit)
+            finally:
+                with pool.cond:
+                    pool.in_flight -= 1
+                    if pool.waiting_for_room:  # only they need to know at once; the waiter polls
+                        pool.cond.notify_all()
+    finally:
+        with pool.cond:
+            pool.workers -= 1
+            pool.cond.notify_all()
 
 
 def _one(run: Run, fn: Callable[[Any], object], kind: Outcomes, pool: _Pool, summary: MapSummary, unit: Any) -> None:
@@ -273,7 +280,8 @@ def _one(run: Run, fn: Callable[[Any], object], kind: Outcomes, pool: _Pool, sum
     finally:
         with pool.cond:
             pool.recording -= 1
-            pool.cond.notify_all()
+            if pool.abandoned:  # the waiter is waiting for the outcomes being recorded to land
+                pool.cond.notify_all()
 
 
 def _saw_stop(pool: _Pool) -> None:
