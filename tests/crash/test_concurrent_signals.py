@@ -38,21 +38,25 @@ def started_16(child: Child) -> None:
 
 
 @pytest.mark.parametrize("kind", EMBEDDED_STORES)
-def test_ctrl_c_with_16_in_flight_lets_them_land_then_exits_130_and_resume_finishes(kind: str, tmp_path: Path) -> None:
-    child = Child(args(kind, tmp_path, "map-items", "--item-seconds", "1.0"))
+@pytest.mark.parametrize("mode", ["map-items", "amap-items"], ids=["threads", "asyncio"])
+def test_ctrl_c_with_16_in_flight_lets_them_land_then_exits_130_and_resume_finishes(
+    kind: str, mode: str, tmp_path: Path
+) -> None:
+    child = Child(args(kind, tmp_path, mode, "--item-seconds", "1.0"))
     started_16(child)
     sent = time.monotonic()
     child.proc.send_signal(signal.SIGINT)
     returncode, stderr = child.finish()
     took = time.monotonic() - sent
     assert returncode == 130, stderr
+    assert "Traceback" not in stderr
     assert took < 10, took  # the flight takes 1 s; the grace period is 10 s
     # no new work after the signal: only the 16 in flight (and perhaps a few that started just before it)
     assert sum(1 for line in child.lines if line.startswith("STARTED")) < 32
     lines = written(tmp_path)
     assert 16 <= len(lines) < 32
-    assert recorded(kind, tmp_path) == len(lines)  # every finished item recorded, none recorded unfinished
-    code, _, err = run_job(args(kind, tmp_path, "map-items", "--resume"))
+    assert recorded(kind, tmp_path, mode) == len(lines)  # every finished item recorded, none unfinished
+    code, _, err = run_job(args(kind, tmp_path, mode, "--resume"))
     assert code == 0, err
     lines = written(tmp_path)
     assert set(lines) == {r[0] for r in source(200, 7)} and Counter(lines).most_common(1)[0][1] == 1
@@ -87,24 +91,6 @@ def test_item_budget_stops_a_concurrent_job_with_exit_2_and_exactly_n_items(tmp_
     code, _, err = run_job(args("sqlite", tmp_path, "map-items", "--max-items", "60"))
     assert code == 2, err
     assert recorded("sqlite", tmp_path) == 60
-
-
-@pytest.mark.parametrize("kind", EMBEDDED_STORES)
-def test_asyncio_ctrl_c_with_16_coroutines_in_flight_exits_130_and_resume_finishes(kind: str, tmp_path: Path) -> None:
-    child = Child(args(kind, tmp_path, "amap-items", "--item-seconds", "1.0"))
-    started_16(child)
-    sent = time.monotonic()
-    child.proc.send_signal(signal.SIGINT)
-    returncode, stderr = child.finish()
-    assert returncode == 130, stderr
-    assert time.monotonic() - sent < 10
-    assert "Traceback" not in stderr
-    lines = written(tmp_path)
-    assert 16 <= len(lines) < 32 and recorded(kind, tmp_path, "amap-items") == len(lines)
-    code, _, err = run_job(args(kind, tmp_path, "amap-items", "--resume"))
-    assert code == 0, err
-    lines = written(tmp_path)
-    assert set(lines) == {r[0] for r in source(200, 7)} and Counter(lines).most_common(1)[0][1] == 1
 
 
 def test_asyncio_grace_period_cancels_what_still_runs(tmp_path: Path) -> None:
