@@ -123,6 +123,24 @@ class LedgerCounts:
 
 
 @dataclass(frozen=True)
+class ProgressSample:
+    """A run's totals at one commit, for the dashboard's history charts (see ``syncpoint.samples``).
+
+    ``slot`` is the sample's place in the run's bounded set (0 ≤ slot < the cap): a later sample may reuse a
+    slot when the set is thinned out, so a store keeps one sample per (run_id, slot) and the chart orders
+    them by ``at``.
+    """
+
+    run_id: str
+    slot: int
+    at: datetime
+    items_ok: int = 0
+    items_failed: int = 0
+    records: int = 0
+    pages: int = 0
+
+
+@dataclass(frozen=True)
 class StateEntry:
     job: str
     key: str

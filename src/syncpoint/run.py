@@ -22,7 +22,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from syncpoint import codec
+from syncpoint import codec, samples
 from syncpoint.errors import (
     EXIT_FAILED,
     EXIT_OK,
@@ -414,6 +414,7 @@ class Run:
         if not self._tainted:
             changes.phases.extend(self._dirty_phases)
             self.state._take_changes(changes)
+        changes.samples.extend(samples.due(self))  # dashboard: a progress sample when one is due (samples.py)
         self._confirm_lock()
         self._apply(changes)
         self._committed_at = self.record.updated_at
