@@ -372,8 +372,8 @@ class _Plan:
             ops.append({"op": "delete", "path": f"samples/{file_stem(run_id)}.json"})
         for run_id, slots in sorted(self.samples.items()):
             ordered = sorted(slots.values(), key=lambda p: (p.at, p.slot))
-            doc = {"format": FORMAT, "run_id": run_id, "samples": [codec.sample_to_dict(p) for p in ordered]}
-            ops.append({"op": "write", "path": f"samples/{file_stem(run_id)}.json", "doc": doc})
+            samples = {"format": FORMAT, "run_id": run_id, "samples": [codec.sample_to_dict(p) for p in ordered]}
+            ops.append({"op": "write", "path": f"samples/{file_stem(run_id)}.json", "doc": samples})
         for job, entries in sorted(self.states.items()):
             path = f"state/{file_stem(job)}.json"
             ops.append({"op": "write", "path": path, "doc": _state_to_json(job, dict(sorted(entries.items())))}

@@ -1,0 +1,46 @@
+"""Inline SVG charts computed on the server: numbers in, the points of a polyline or bars out.
+
+No charting library and no JavaScript: the templates draw ``<svg>`` elements from these, so a chart is part
+of the page (and of its screenshot) and costs a few microseconds per point.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Chart:
+    width: int
+    height: int
+    points: str  # "x,y x,y ..." for <polyline points=...>
+    bars: list[tuple[float, float, float, float, str]]  # x, y, w, h, css class
+    y_max: float
+    x_max: float
+
+
+def line(xs: list[float], ys: list[float], width: int = 600, height: int = 160, pad: int = 4) -> Chart:
+    """A polyline of (x, y) scaled into the box; y from 0 to its maximum (empty below two points)."""
+    if len(xs) < 2:
+        return Chart(width, height, "", [], 0.0, 0.0)
+    x0, x1 = min(xs), max(xs)
+    y1 = max(max(ys), 1e-9)
+    span = (x1 - x0) or 1.0
+    points = " ".join(
+        f"{pad + (x - x0) / span * (width - 2 * pad):.1f},{height - pad - y / y1 * (height - 2 * pad):.1f}"
+        for x, y in zip(xs, ys, strict=True)
+    )
+    return Chart(width, height, points, [], max(ys), x1 - x0)
+
+
+def bars(values: list[float], classes: list[str], width: int = 120, height: int = 24, gap: float = 1.0) -> Chart:
+    """One bar per value (a duration trend), heights relative to the largest."""
+    if not values:
+        return Chart(width, height, "", [], 0.0, 0.0)
+    top = max(max(values), 1e-9)
+    step = width / len(values)
+    shapes = []
+    for i, (value, cls) in enumerate(zip(values, classes, strict=True)):
+        h = max(1.0, value / top * height)
+        shapes.append((round(i * step, 2), round(height - h, 2), round(max(step - gap, 1.0), 2), round(h, 2), cls))
+    return Chart(width, height, "", shapes, top, float(len(values)))
