@@ -98,10 +98,10 @@ def run_view(store: Store, run: RunRecord) -> dict[str, Any]:
     for data, task in zip(detail["tasks"], tasks, strict=True):
         del data["failed_items"], data["failed_items_truncated"]  # paged: /api/runs/{id}/failed
         data["done"] = done = task_done(task)
-        data["progress_ratio"] = None if not task.total else min(1.0, done / task.total)
+        data["progress_ratio"] = ratio_of(task)
         active = running and task.status is TaskStatus.IN_PROGRESS
         data["eta_seconds"] = eta(task.total, done, rate) if active else None
-    total = sum(t.total or 0 for t in tasks) if tasks and all(t.total for t in tasks) else None
+    total = run_total(tasks)
     done = sum(task_done(t) for t in tasks)
     detail["progress"] = {
         "done": done,
@@ -115,6 +115,28 @@ def run_view(store: Store, run: RunRecord) -> dict[str, Any]:
     detail["config_changes"] = config_changes(store, run)
     detail["lock"] = lock_dict(store, run.job) if detail["live"] else None
     return detail
+
+
+def task_total(task: TaskRecord) -> int | None:
+    """The task's known size: its total, or (complete without one) what it did."""
+    if task.total:
+        return task.total
+    return task_done(task) if task.status is TaskStatus.COMPLETE else None
+
+
+def ratio_of(task: TaskRecord) -> float | None:
+    total = task_total(task)
+    if task.status is TaskStatus.COMPLETE:
+        return 1.0
+    return None if not total else min(1.0, task_done(task) / total)
+
+
+def run_total(tasks: list[TaskRecord]) -> int | None:
+    """The run's size when every task's is known (else the ratio and ETA are unknown)."""
+    totals = [task_total(t) for t in tasks]
+    if not tasks or any(t is None for t in totals):
+        return None
+    return sum(t or 0 for t in totals)
 
 
 def eta(total: int | None, done: int, rate: float | None) -> float | None:

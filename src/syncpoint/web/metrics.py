@@ -29,7 +29,7 @@ from prometheus_client.registry import Collector
 from syncpoint.model import RunStatus
 from syncpoint.report import duration_seconds
 from syncpoint.stores.base import Store
-from syncpoint.web.data import failed_counts, rate_of, task_done
+from syncpoint.web.data import failed_counts, rate_of, run_total, task_done
 
 
 class StoreCollector(Collector):
@@ -74,8 +74,8 @@ class StoreCollector(Collector):
             counts = failed_counts(store, run.run_id, tasks)
             failed.add_metric([job, "retryable"], counts["retryable"])
             failed.add_metric([job, "permanent"], counts["permanent"])
-            if tasks and all(t.total for t in tasks):
-                total = sum(t.total or 0 for t in tasks)
+            total = run_total(tasks)
+            if total:
                 ratio.add_metric([job], min(1.0, sum(task_done(t) for t in tasks) / total))
             live = run.status is RunStatus.RUNNING
             now_rate = rate_of(store.get_samples(run.run_id)) if live else None
