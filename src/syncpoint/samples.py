@@ -92,7 +92,7 @@ def due(run: Run) -> list[ProgressSample]:
         if not sampler.due(now, run.record.status is not RunStatus.RUNNING):
             return []
     else:
-        sampler = _samplers[run] = Sampler(run.run_id)
+        sampler = _samplers[run] = Sampler(run.run_id, interval=SAMPLE_SECONDS, cap=MAX_SAMPLES)
         _first_commit(run, sampler)
     return [sampler.take(run, now)]
 
