@@ -21,6 +21,7 @@ from syncpoint.model import (
     LedgerKind,
     PhaseRecord,
     ProgressSample,
+    RunHead,
     RunRecord,
     RunStatus,
     StateEntry,
@@ -531,8 +532,11 @@ def test_latest_runs_gives_the_newest_runs_of_every_job(store_factory):
     assert [r.run_id for r in store.latest_runs(2)] == ["a3", "a2", "b1", "c1", "c0"]
     done = store.latest_runs(statuses=[RunStatus.COMPLETED])
     assert [r.run_id for r in done] == ["a1", "b1"]
-    assert done[0] == runs[0]
+    assert done[0] == RunHead.of(runs[0])
+    assert done[0].duration_seconds == 0.0
     assert store.latest_runs(statuses=[]) == []
+    assert [r.run_id for r in store.latest_runs(2, jobs=["gamma", "alpha", "absent"])] == ["a3", "a2", "c1", "c0"]
+    assert store.latest_runs(jobs=[]) == []
 
 
 def test_run_counts_by_job_and_status(store_factory):

@@ -24,6 +24,7 @@ from syncpoint.model import (
     LedgerKind,
     PhaseRecord,
     ProgressSample,
+    RunHead,
     RunRecord,
     RunStatus,
     StateEntry,
@@ -174,12 +175,15 @@ class Store(abc.ABC):
         """A run's progress samples in time order (``at``, then ``slot``); a store without them has none."""
         return []
 
-    def latest_runs(self, per_job: int = 1, *, statuses: Sequence[RunStatus] | None = None) -> list[RunRecord]:
-        """The ``per_job`` newest runs (optionally only in ``statuses``) of every job, by job name, then newest
-        first: the dashboard's jobs page in one read. Backends override this with one efficient query."""
-        found: list[RunRecord] = []
-        for job in self.list_jobs():
-            found.extend(self.list_runs(job, statuses=statuses, limit=per_job))
+    def latest_runs(
+        self, per_job: int = 1, *, statuses: Sequence[RunStatus] | None = None, jobs: Sequence[str] | None = None
+    ) -> list[RunHead]:
+        """The ``per_job`` newest runs (optionally only in ``statuses``) of every job (or of ``jobs``), by job
+        name, then newest first, without their configs: the dashboard's jobs page in one read. Backends
+        override this with an efficient query (an index range per job)."""
+        found: list[RunHead] = []
+        for job in sorted(set(jobs)) if jobs is not None else self.list_jobs():
+            found.extend(RunHead.of(r) for r in self.list_runs(job, statuses=statuses, limit=per_job))
         return found
 
     def run_counts(self) -> dict[tuple[str, RunStatus], int]:

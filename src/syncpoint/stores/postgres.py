@@ -55,6 +55,7 @@ from syncpoint.model import (
     LedgerKind,
     PhaseRecord,
     ProgressSample,
+    RunHead,
     RunRecord,
     RunStatus,
     StateEntry,
@@ -167,8 +168,10 @@ class Queries:
             "ORDER BY at, slot"
         )
         self.latest_runs = q(
-            f"SELECT r.* FROM (SELECT DISTINCT job FROM {{s}}.runs) j CROSS JOIN LATERAL "
-            f"(SELECT {_RUN_COLUMNS} FROM {{s}}.runs x WHERE x.job = j.job "
+            "SELECT r.* FROM (SELECT DISTINCT job FROM {s}.runs WHERE %s::text[] IS NULL OR job = ANY(%s::text[])) j "
+            "CROSS JOIN LATERAL "
+            "(SELECT x.run_id, x.job, x.status, x.started_at, x.updated_at, x.ended_at, x.key, x.attempts, x.error, "
+            "x.exit_code FROM {s}.runs x WHERE x.job = j.job "
             "AND (%s::text[] IS NULL OR x.status = ANY(%s::text[])) "
             "ORDER BY x.started_at DESC, x.run_id DESC LIMIT %s) r ORDER BY r.job, r.started_at DESC, r.run_id DESC"
         )
@@ -560,9 +563,16 @@ class PostgresStore(Store):
         query, args = self.queries.list_runs(job, statuses, key, limit)
         return [self._run(row) for row in self._fetch(query, args)]
 
-    def latest_runs(self, per_job: int = 1, *, statuses: Sequence[RunStatus] | None = None) -> list[RunRecord]:
+    def latest_runs(
+        self, per_job: int = 1, *, statuses: Sequence[RunStatus] | None = None, jobs: Sequence[str] | None = None
+    ) -> list[RunHead]:
         wanted = None if statuses is None else [s.value for s in statuses]
-        return [self._run(row) for row in self._fetch(self.queries.latest_runs, (wanted, wanted, per_job))]
+        names = None if jobs is None else list(jobs)
+        rows = self._fetch(self.queries.latest_runs, (names, names, wanted, wanted, per_job))
+        try:
+            return [RunHead(r[0], r[1], RunStatus(r[2]), *r[3:]) for r in rows]
+        except ValueError as exc:
+            raise CorruptState(f"{self.location}: bad run row: {exc}") from None
 
     def run_counts(self) -> dict[tuple[str, RunStatus], int]:
         rows = self._fetch(self.queries.run_counts, ())

@@ -69,7 +69,12 @@ class Api:
         self.registry.register(StoreCollector(dash.store))
 
     def jobs(self, request: Request) -> JSONResponse:
-        return json_response(data.jobs_overview(self.dash.store))
+        limit = request.query_params.get("limit")
+        return json_response(data.jobs_overview(
+            self.dash.store, offset=int_param(request, "offset", 0, high=10**9),
+            limit=None if not limit else int_param(request, "limit", data.JOBS_PAGE, 1, 10**6),
+            query=request.query_params.get("q", "")[:200],
+        ))
 
     def job_runs(self, request: Request) -> JSONResponse:
         job = find_job(self.dash, request.path_params["job"])

@@ -7,6 +7,11 @@ of the page (and of its screenshot) and costs a few microseconds per point.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from markupsafe import Markup, escape
+
+from syncpoint.report import clock
 
 
 @dataclass(frozen=True)
@@ -44,3 +49,19 @@ def bars(values: list[float], classes: list[str], width: int = 120, height: int 
         h = max(1.0, value / top * height)
         shapes.append((round(i * step, 2), round(height - h, 2), round(max(step - gap, 1.0), 2), round(h, 2), cls))
     return Chart(width, height, "", shapes, top, float(len(values)))
+
+
+def trend_svg(runs: list[dict[str, Any]], width: int = 120, height: int = 24) -> Markup:
+    """A job's duration trend (``jobs_overview``'s ``durations``) as one small inline SVG, built here in one
+    string: a thousand jobs' trends through template loops would cost more than the rest of the page.
+    Every text in it is escaped."""
+    chart = bars([r["duration_seconds"] for r in runs], [f"st-{r['status']}" for r in runs], width, height)
+    shapes = "".join(
+        f'<rect x="{x}" y="{y}" width="{w}" height="{h}" class="{escape(cls)}"><title>'
+        f"{escape(run['run_id'])}: {clock(run['duration_seconds'])}</title></rect>"
+        for (x, y, w, h, cls), run in zip(chart.bars, runs, strict=True)
+    )
+    return Markup(
+        f'<svg class="trend" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="durations of the last {len(runs)} runs">{shapes}</svg>'
+    )

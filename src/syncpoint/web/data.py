@@ -9,20 +9,22 @@ docs/DASHBOARD.md.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from itertools import islice, pairwise
 from typing import Any
 
 from syncpoint import codec
-from syncpoint.model import ProgressSample, RunRecord, RunStatus, TaskRecord, TaskStatus
-from syncpoint.report import RunSummary, duration_seconds, run_detail
+from syncpoint.model import ProgressSample, RunHead, RunRecord, RunStatus, TaskRecord, TaskStatus
+from syncpoint.report import RunSummary, run_detail
 from syncpoint.stores import mask_url
 from syncpoint.stores.base import Store
 
-TREND_RUNS = 12  # runs in a job's duration trend on the jobs page
+TREND_RUNS = 8  # runs in a job's duration trend on the jobs page
 RATE_WINDOW_SECONDS = 30.0  # the rate is measured over the samples of about the last half minute
 FAILED_PAGE = 50
+JOBS_PAGE = 100  # jobs per page of the jobs page (the API gives all unless asked for a page)
 MAX_FAILED_SCAN = 200_000  # failed items read to count retryable ones or to search; beyond, counts are partial
 
 
@@ -35,8 +37,14 @@ def sample_done(sample: ProgressSample) -> int:
     return max(sample.items_ok + sample.items_failed, sample.records)
 
 
-def run_dict(run: RunRecord) -> dict[str, Any]:
-    return {**codec.run_to_dict(run), "duration_seconds": round(duration_seconds(run), 3)}
+def head_dict(run: RunHead) -> dict[str, Any]:
+    """A run in an overview: ``codec.run_to_dict``'s fields without config, params and config digest."""
+    return {
+        "run_id": run.run_id, "job": run.job, "key": run.key, "status": run.status.value,
+        "started_at": codec.ts(run.started_at), "updated_at": codec.ts(run.updated_at),
+        "ended_at": codec.ts(run.ended_at), "attempts": run.attempts, "error": run.error,
+        "exit_code": run.exit_code, "duration_seconds": round(run.duration_seconds, 3),
+    }
 
 
 def lock_dict(store: Store, job: str) -> dict[str, Any] | None:
@@ -45,19 +53,24 @@ def lock_dict(store: Store, job: str) -> dict[str, Any] | None:
 
 
 # -- the jobs page ------------------------------------------------------------------------------------------
-def jobs_overview(store: Store) -> dict[str, Any]:
-    """Every job: its last run, last success, duration trend (oldest first) and the run live now, if any.
+def jobs_overview(store: Store, *, offset: int = 0, limit: int | None = None, query: str = "") -> dict[str, Any]:
+    """Jobs (by name; those containing ``query``; ``limit`` of them from ``offset``), each with its last run,
+    last success, duration trend (oldest first) and the run live now, if any.
 
-    Three reads whatever the number of jobs (``latest_runs`` twice and ``list_jobs``), plus a lock probe for
-    each job whose last run says it is running.
+    Three reads whatever the number of jobs (``list_jobs`` and ``latest_runs`` twice, for the chosen jobs
+    only), plus a lock probe for each job whose last run says it is running.
     """
-    recent = store.latest_runs(TREND_RUNS)
-    successes = {r.job: r for r in store.latest_runs(statuses=[RunStatus.COMPLETED])}
-    by_job: dict[str, list[RunRecord]] = {}
+    needle = query.strip().lower()
+    names = [j for j in store.list_jobs() if needle in j.lower()]
+    chosen = names[offset:] if limit is None else names[offset:offset + limit]
+    recent = store.latest_runs(TREND_RUNS, jobs=chosen) if chosen else []
+    done = store.latest_runs(statuses=[RunStatus.COMPLETED], jobs=chosen) if chosen else []
+    successes = {r.job: r for r in done}
+    by_job: dict[str, list[RunHead]] = {}
     for run in recent:
         by_job.setdefault(run.job, []).append(run)
     jobs = []
-    for job in store.list_jobs():
+    for job in chosen:
         runs = by_job.get(job, [])
         last = runs[0] if runs else None
         live = None
@@ -67,16 +80,16 @@ def jobs_overview(store: Store) -> dict[str, Any]:
         success = successes.get(job)
         jobs.append({
             "job": job,
-            "last_run": None if last is None else run_dict(last),
+            "last_run": None if last is None else head_dict(last),
             "last_success_at": None if success is None else codec.ts(success.ended_at or success.updated_at),
             "durations": [
-                {"run_id": r.run_id, "status": r.status.value, "started_at": codec.ts(r.started_at),
-                 "duration_seconds": round(duration_seconds(r), 3)}
+                {"run_id": r.run_id, "status": r.status.value, "duration_seconds": round(r.duration_seconds, 3)}
                 for r in reversed(runs)
             ],
             "live": live,
         })
-    return {"store": mask_url(store.location), "jobs": jobs}
+    return {"store": mask_url(store.location), "total_jobs": len(names), "offset": offset, "limit": limit,
+            "q": query, "jobs": jobs}
 
 
 def job_runs(store: Store, job: str, limit: int = 50) -> dict[str, Any]:
@@ -87,12 +100,13 @@ def job_runs(store: Store, job: str, limit: int = 50) -> dict[str, Any]:
 
 
 # -- one run ------------------------------------------------------------------------------------------------
-def run_view(store: Store, run: RunRecord) -> dict[str, Any]:
+def run_view(store: Store, run: RunRecord, samples: list[ProgressSample] | None = None) -> dict[str, Any]:
     """``syncpoint runs show --json`` plus live progress (ratio, rate, ETA), failed-item counts and the
-    config change since the job's previous run."""
-    detail = run_detail(store, run, failed_limit=0).to_dict()
-    tasks = store.get_tasks(run.run_id)
-    samples = store.get_samples(run.run_id)
+    config change since the job's previous run. A live page polls this: a handful of small reads."""
+    found = run_detail(store, run, failed_limit=0)
+    detail = found.to_dict()
+    tasks = found.summary.tasks
+    samples = store.get_samples(run.run_id) if samples is None else samples
     rate = rate_of(samples)
     running = run.status is RunStatus.RUNNING
     for data, task in zip(detail["tasks"], tasks, strict=True):
@@ -112,8 +126,8 @@ def run_view(store: Store, run: RunRecord) -> dict[str, Any]:
         "samples": len(samples),
     }
     detail["failed"] = failed_counts(store, run.run_id, tasks)
-    detail["config_changes"] = config_changes(store, run)
-    detail["lock"] = lock_dict(store, run.job) if detail["live"] else None
+    detail["config_changes"] = CONFIG_CHANGES.get(store, run)
+    detail["lock"] = dict(found.lock.__dict__) if detail["live"] and found.lock is not None else None
     return detail
 
 
@@ -159,9 +173,9 @@ def rate_of(samples: list[ProgressSample]) -> float | None:
     return None if seconds <= 0 else max(0.0, (sample_done(last) - sample_done(first)) / seconds)
 
 
-def history(store: Store, run: RunRecord) -> dict[str, Any]:
+def history(store: Store, run: RunRecord, samples: list[ProgressSample] | None = None) -> dict[str, Any]:
     """The run's samples and the rate between each two (items or records per second)."""
-    samples = store.get_samples(run.run_id)
+    samples = store.get_samples(run.run_id) if samples is None else samples
     rates = []
     for before, after in pairwise(samples):
         seconds = (after.at - before.at).total_seconds()
@@ -194,6 +208,34 @@ def config_changes(store: Store, run: RunRecord) -> dict[str, Any]:
 
 
 _MISSING = object()
+
+
+class _ConfigChanges:
+    """``config_changes`` remembered for a while per run: a run's config and its predecessor do not change
+    while a page polls it once a second (a deleted predecessor shows for at most ``seconds``)."""
+
+    def __init__(self, seconds: float = 30.0, size: int = 256) -> None:
+        self._cache: OrderedDict[tuple[str, str], tuple[float, dict[str, Any]]] = OrderedDict()
+        self._seconds, self._size = seconds, size
+        self._mutex = threading.Lock()
+
+    def get(self, store: Store, run: RunRecord) -> dict[str, Any]:
+        key = (store.location, run.run_id)
+        now = time.monotonic()
+        with self._mutex:
+            hit = self._cache.get(key)
+            if hit is not None and now - hit[0] < self._seconds:
+                return hit[1]
+        found = config_changes(store, run)
+        with self._mutex:
+            self._cache[key] = (now, found)
+            self._cache.move_to_end(key)
+            if len(self._cache) > self._size:
+                self._cache.popitem(last=False)
+        return found
+
+
+CONFIG_CHANGES = _ConfigChanges()
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:

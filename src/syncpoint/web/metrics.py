@@ -27,7 +27,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from syncpoint.model import RunStatus
-from syncpoint.report import duration_seconds
 from syncpoint.stores.base import Store
 from syncpoint.web.data import failed_counts, rate_of, run_total, task_done
 
@@ -80,7 +79,7 @@ class StoreCollector(Collector):
             live = run.status is RunStatus.RUNNING
             now_rate = rate_of(store.get_samples(run.run_id)) if live else None
             rate.add_metric([job], now_rate or 0.0)
-            duration.add_metric([job], duration_seconds(run))
+            duration.add_metric([job], run.duration_seconds)
             running.add_metric([job], 1.0 if live else 0.0)
             locked.add_metric([job], 1.0 if store.lock_holder(job) is not None else 0.0)
         for (job, status), n in sorted(store.run_counts().items(), key=lambda kv: (kv[0][0], kv[0][1].value)):

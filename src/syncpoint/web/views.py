@@ -27,13 +27,11 @@ class Views:
         self.dash = dash
 
     def jobs(self, request: Request) -> HTMLResponse:
-        overview = data.jobs_overview(self.dash.store)
-        trends = {}
-        for job in overview["jobs"]:
-            runs = job["durations"]
-            trends[job["job"]] = charts.bars(
-                [r["duration_seconds"] for r in runs], [STATUS_CLASSES.get(r["status"], "") for r in runs]
-            )
+        overview = data.jobs_overview(
+            self.dash.store, offset=int_param(request, "offset", 0, high=10**9), limit=data.JOBS_PAGE,
+            query=request.query_params.get("q", "")[:200],
+        )
+        trends = {job["job"]: charts.trend_svg(job["durations"]) for job in overview["jobs"]}
         live = any(job["live"] for job in overview["jobs"])
         return self.dash.page(request, "jobs.html", overview=overview, trends=trends, refresh=5 if live else 0)
 
@@ -50,8 +48,9 @@ class Views:
 
     def run(self, request: Request) -> HTMLResponse:
         run = find_run(self.dash, request.path_params["run_id"])
-        view = data.run_view(self.dash.store, run)
-        hist = data.history(self.dash.store, run)
+        samples = self.dash.store.get_samples(run.run_id)
+        view = data.run_view(self.dash.store, run, samples)
+        hist = data.history(self.dash.store, run, samples)
         rates = hist["rates"]
         chart = charts.line([r["seconds"] for r in rates], [r["per_second"] for r in rates], width=720, height=160)
         failed = failed_query(self.dash, request, run) if view["failed"]["total"] else None
