@@ -34,24 +34,42 @@ from syncpoint.stores.sqlite import SQLiteStore
 
 ROOT = Path(__file__).resolve().parent.parent
 POLLER = """
-import sys, time, httpx
-base, period, stop_file = sys.argv[1], float(sys.argv[2]), sys.argv[3]
-import os
-c = httpx.Client(base_url=base, trust_env=False, timeout=10)
+import http.client, json, os, sys, time
+from urllib.parse import urlsplit
+base, period, stop_file = urlsplit(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+conn = http.client.HTTPConnection(base.hostname, base.port, timeout=10)
+
+def get(path):
+    conn.request("GET", path)
+    response = conn.getresponse()
+    body = response.read()
+    assert response.status == 200, (path, response.status)
+    return body
+
 n = 0
 run_id = None
+cpu = time.process_time()
 while not os.path.exists(stop_file):
     start = time.monotonic()
     if run_id is None:  # find the live run once, as a person following it from the jobs page would
-        live = [j for j in c.get("/api/jobs").json()["jobs"] if j["live"]]
+        live = [j for j in json.loads(get("/api/jobs"))["jobs"] if j["live"]]
         run_id = live[0]["live"]["run_id"] if live else None
     if run_id is not None:
-        c.get("/runs/" + run_id).raise_for_status()
-        c.get("/metrics").raise_for_status()
+        get("/runs/" + run_id)
+        get("/metrics")
         n += 1
     time.sleep(max(0.0, period - (time.monotonic() - start)))
-print(n)
+print(n, time.process_time() - cpu)
 """
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def env() -> dict[str, str]:
@@ -93,24 +111,31 @@ def watched_ratio(items: int, rounds: int) -> None:
             alone: list[float] = []
             watched: list[float] = []
             polls = 0
+            server_cpu = client_cpu = 0.0
             for r in range(rounds):
                 alone.append(job_seconds(store, items, f"alone{r}"))
                 stop = Path(tmp) / f"stop{r}"
                 poller = subprocess.Popen([sys.executable, "-c", POLLER, url, "0.2", str(stop)],
                                           stdout=subprocess.PIPE, text=True, env=env())
+                before = cpu_seconds(server.pid)
                 try:
                     watched.append(job_seconds(store, items, f"watched{r}"))
                 finally:
                     stop.touch()
                     out, _ = poller.communicate(timeout=60)
-                polls += int(out.strip() or 0)
+                server_cpu += cpu_seconds(server.pid) - before
+                count, used = [*out.split(), "0", "0"][:2]
+                polls += int(count)
+                client_cpu += float(used)
         finally:
             server.terminate()
             server.wait(timeout=30)
     best_alone, best_watched = min(alone), min(watched)
     print(f"{items:,}-item SQLite job: alone {best_alone:.2f} s ({items / best_alone:,.0f}/s), "
           f"watched {best_watched:.2f} s ({items / best_watched:,.0f}/s); "
-          f"{polls} polls of the run page + /metrics (best of {rounds} each)")
+          f"{polls} polls of the run page + /metrics (best of {rounds} each); per poll the server used "
+          f"{server_cpu / max(polls, 1) * 1000:.1f} ms CPU and the client {client_cpu / max(polls, 1) * 1000:.1f} ms; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     if polls == 0:
         raise SystemExit("the client never saw the live run: the measurement is void")
     print(f"ratio job_throughput_with_dashboard_vs_without = {best_alone / best_watched:.2f}")
@@ -170,14 +195,14 @@ def jobs_page(jobs: int, runs: int, requests: int = 20) -> None:
     print(f"jobs page ({len(first.content) / 1024:,.0f} KiB) with {jobs:,} jobs and {runs:,} runs: "
           f"median {statistics.median(times) * 1000:.1f} ms of {requests} requests "
           f"(min {min(times) * 1000:.1f}, max {max(times) * 1000:.1f}); /api/jobs median "
-          f"{statistics.median(api) * 1000:.1f} ms")
+          f"{statistics.median(api) * 1000:.1f} ms; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"jobs page median latency = {statistics.median(times) * 1000:.1f} ms")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=1_000_000)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=100_000)
     args = parser.parse_args()

@@ -38,7 +38,11 @@ def test_counters_only_increase_while_a_job_runs(servers: Servers, tmp_path: Pat
         scrapes.append(scrape(server.url + "/metrics"))
     code, err = job.finish()
     assert code == 0, err
-    scrapes.append(scrape(server.url + "/metrics"))
+    for _ in range(100):  # /metrics is computed at most once a second: the next computation shows the end
+        scrapes.append(scrape(server.url + "/metrics"))
+        if value(scrapes[-1], "syncpoint_run_running", job="dash") == 0:
+            break
+        time.sleep(0.1)
     assert len(scrapes) >= 3
     for before, after in itertools.pairwise(scrapes):
         for key, seen in before.items():

@@ -97,6 +97,13 @@ _TASK_COLUMNS = (
     "started_at, updated_at, completed_at"
 )
 _STATUSES = {s.value: s for s in RunStatus}
+# The jobs that have runs, by a skip-scan of the runs_by_job index: one seek per job instead of reading an
+# index entry per run (100,000 runs of 1,000 jobs: 1,000 seeks).
+_RUN_JOBS = (
+    "WITH RECURSIVE j(job) AS (SELECT min(job) FROM runs UNION ALL "
+    "SELECT (SELECT min(job) FROM runs WHERE job > j.job) FROM j WHERE j.job IS NOT NULL) "
+    "SELECT job FROM j WHERE job IS NOT NULL"
+)
 _HEAD_COLUMNS = "run_id, job, status, started_at, updated_at, ended_at, key, attempts, error, exit_code"
 _RUN_COLUMNS = (
     "run_id, job, key, status, config, config_digest, params, started_at, updated_at, ended_at, "
@@ -353,8 +360,7 @@ class SQLiteStore(Store):
         sql = (f"SELECT {_HEAD_COLUMNS} FROM runs WHERE job = ?{where} "
                "ORDER BY started_at DESC, run_id DESC LIMIT ?")
         with self._reading() as conn:
-            names = ([r[0] for r in conn.execute("SELECT DISTINCT job FROM runs ORDER BY job")] if jobs is None
-                     else sorted(set(jobs)))
+            names = [r[0] for r in conn.execute(_RUN_JOBS)] if jobs is None else sorted(set(jobs))
             rows = [row for job in names for row in conn.execute(sql, (job, *args, per_job))]
         parse, status = datetime.fromisoformat, _STATUSES.__getitem__  # thousands of rows: no enum calls
         try:
@@ -477,8 +483,9 @@ class SQLiteStore(Store):
 
     def list_jobs(self) -> list[str]:
         with self._reading() as conn:
-            rows = conn.execute("SELECT job FROM runs UNION SELECT job FROM state ORDER BY 1").fetchall()
-            return [r[0] for r in rows]
+            jobs = {r[0] for r in conn.execute(_RUN_JOBS)}
+            jobs.update(r[0] for r in conn.execute("SELECT DISTINCT job FROM state"))
+        return sorted(jobs)
 
     # -- locks ---------------------------------------------------------------------------------------
     def lock(self, job: str, run_id: str | None = None) -> JobLock:

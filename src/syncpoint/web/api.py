@@ -85,17 +85,18 @@ class Api:
         return json_response({"job": job, "state": [codec.state_to_dict(s) for s in self.dash.store.get_state(job)]})
 
     def run(self, request: Request) -> JSONResponse:
-        return json_response(data.run_view(self.dash.store, find_run(self.dash, request.path_params["run_id"])))
+        return json_response(self.dash.run_data(find_run(self.dash, request.path_params["run_id"]))[0])
 
     def failed(self, request: Request) -> JSONResponse:
         run = find_run(self.dash, request.path_params["run_id"])
         return json_response(failed_query(self.dash, request, run))
 
     def history(self, request: Request) -> JSONResponse:
-        return json_response(data.history(self.dash.store, find_run(self.dash, request.path_params["run_id"])))
+        return json_response(self.dash.run_data(find_run(self.dash, request.path_params["run_id"]))[1])
 
     def metrics(self, request: Request) -> Response:
-        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+        body = self.dash.metrics.get("metrics", lambda: generate_latest(self.registry))
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 def api_error(request: Request, exc: Exception) -> JSONResponse:

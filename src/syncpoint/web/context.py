@@ -12,9 +12,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
 
 from syncpoint import codec
-from syncpoint.model import utcnow
+from syncpoint.model import RunRecord, utcnow
 from syncpoint.report import clock
 from syncpoint.stores.base import Store
+from syncpoint.web.cache import TtlCache
 from syncpoint.web.security import new_secret
 
 
@@ -25,6 +26,20 @@ class Dashboard:
     poll_seconds: float = 1.0
     csrf: str = field(default_factory=new_secret)
     templates: jinja2.Environment = field(init=False)
+    #: a run's view (data.run_view + its samples) read at most every half second, however many pages poll it
+    runs: TtlCache[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=lambda: TtlCache(0.5))
+    #: /metrics computed at most once a second, however many scrapers ask
+    metrics: TtlCache[bytes] = field(default_factory=lambda: TtlCache(1.0, size=1))
+
+    def run_data(self, run: RunRecord) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(``run_view``, ``history``) of a run, sharing one read of its samples."""
+        from syncpoint.web import data
+
+        def read() -> tuple[dict[str, Any], dict[str, Any]]:
+            samples = self.store.get_samples(run.run_id)
+            return data.run_view(self.store, run, samples), data.history(self.store, run, samples)
+
+        return self.runs.get(run.run_id, read)
 
     def __post_init__(self) -> None:
         env = jinja2.Environment(

@@ -48,9 +48,7 @@ class Views:
 
     def run(self, request: Request) -> HTMLResponse:
         run = find_run(self.dash, request.path_params["run_id"])
-        samples = self.dash.store.get_samples(run.run_id)
-        view = data.run_view(self.dash.store, run, samples)
-        hist = data.history(self.dash.store, run, samples)
+        view, hist = self.dash.run_data(run)
         rates = hist["rates"]
         chart = charts.line([r["seconds"] for r in rates], [r["per_second"] for r in rates], width=720, height=160)
         failed = failed_query(self.dash, request, run) if view["failed"]["total"] else None
@@ -76,6 +74,7 @@ class Views:
             return self.dash.page(request, "message.html", status=409, title="Not deleted",
                                   message=f"run {run.run_id} is running in a live process; stop it first")
         self.dash.store.apply(ChangeSet(run_deletes=[run.run_id]))
+        self.dash.runs.clear()
         return RedirectResponse(f"/jobs/{quote(run.job)}", status_code=303)
 
     def confirm_reset(self, request: Request) -> Response:
