@@ -1,4 +1,5 @@
-"""Prometheus metrics read from the store at each scrape (a custom collector: nothing is kept in memory).
+"""Prometheus metrics read from the store when scraped (a custom collector; ``/metrics`` reuses an answer for
+at most a second, see ``web.context``).
 
 Per job, from its newest run (the one running now, or the last one):
 
