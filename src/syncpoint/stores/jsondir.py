@@ -78,6 +78,7 @@ from syncpoint.model import (
     LedgerKind,
     PhaseRecord,
     ProgressSample,
+    RunHead,
     RunRecord,
     RunStatus,
     StateEntry,
@@ -769,6 +770,20 @@ class JsonDirStore(Store):
         ]
         runs.sort(key=lambda r: (codec.ts(r.started_at) or "", r.run_id), reverse=True)
         return runs if limit is None or limit < 0 else runs[:limit]
+
+    def latest_runs(
+        self, per_job: int = 1, *, statuses: Sequence[RunStatus] | None = None, jobs: Sequence[str] | None = None
+    ) -> list[RunHead]:
+        """One pass over the run documents (the default would read them all once per job)."""
+        chosen = None if jobs is None else set(jobs)
+        found: dict[str, list[RunHead]] = {}
+        for run in self.list_runs(statuses=statuses):  # newest first
+            if chosen is not None and run.job not in chosen:
+                continue
+            kept = found.setdefault(run.job, [])
+            if len(kept) < per_job:
+                kept.append(RunHead.of(run))
+        return [head for job in sorted(found) for head in found[job]]
 
     def get_samples(self, run_id: str) -> list[ProgressSample]:
         with self._reading():
