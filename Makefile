@@ -6,6 +6,8 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: venv demo test lint bench soak clean
 
+# The dev extra includes the web extra (syncpoint serve) and Playwright; the browser tests drive the system's
+# Chromium (apt-get install chromium; .ci/run installs it when absent), never a downloaded browser.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -28,6 +30,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_sqlite.py
 	$(PY) benchmarks/bench_postgres.py
 	$(PY) benchmarks/bench_concurrency.py
+	$(PY) benchmarks/bench_web.py
 
 soak: $(STAMP)
 	$(PY) -m pytest -q -s -m "soak or fuzz" --run-soak tests/campaign

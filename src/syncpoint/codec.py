@@ -15,6 +15,7 @@ from syncpoint.model import (
     LedgerEntry,
     LedgerKind,
     PhaseRecord,
+    ProgressSample,
     RunRecord,
     RunStatus,
     StateEntry,
@@ -182,6 +183,24 @@ def state_from_dict(data: dict[str, Any]) -> StateEntry:
     updated = parse_ts(data["updated_at"])
     assert updated is not None
     return StateEntry(job=str(data["job"]), key=str(data["key"]), value=data.get("value"), updated_at=updated)
+
+
+def sample_to_dict(sample: ProgressSample) -> dict[str, Any]:
+    return {
+        "run_id": sample.run_id, "slot": sample.slot, "at": ts(sample.at), "items_ok": sample.items_ok,
+        "items_failed": sample.items_failed, "records": sample.records, "pages": sample.pages,
+    }
+
+
+def sample_from_dict(data: dict[str, Any]) -> ProgressSample:
+    at = parse_ts(data["at"])
+    if at is None:
+        raise ValueError("a progress sample needs 'at'")
+    return ProgressSample(
+        run_id=str(data["run_id"]), slot=_int(data["slot"]), at=at, items_ok=_int(data.get("items_ok", 0)),
+        items_failed=_int(data.get("items_failed", 0)), records=_int(data.get("records", 0)),
+        pages=_int(data.get("pages", 0)),
+    )
 
 
 def decode_or_corrupt(text: str | bytes, where: str) -> Any:

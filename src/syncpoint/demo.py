@@ -398,7 +398,9 @@ def _outro(settings: DemoSettings, code: int, rows: int, pages: int) -> str:
                  "start clean)")
     if code == EXIT_OK:
         return (f"\nDone: {where}; the server served {pages} page(s) this time.\n"
-                f"See the run history: syncpoint runs list --job {DEMO_JOB}")
+                f"See the run history: syncpoint runs list --job {DEMO_JOB}\n"
+                "Or look at it in a browser: syncpoint serve   (then open http://127.0.0.1:8765/; "
+                "needs pip install 'syncpoint[web]')")
     if code in (EXIT_SIGINT, EXIT_SIGTERM, EXIT_PARTIAL):
         why = "Stopped by a budget" if code == EXIT_PARTIAL else "Interrupted"
         return (f"\n{why} (exit {code}); nothing is lost: {where} and the checkpoint is committed.\n"

@@ -63,6 +63,35 @@ class RunRecord:
     exit_code: int | None = None
 
 
+class RunHead(NamedTuple):
+    """A run without its config and params: what overviews of many runs need (``Store.latest_runs``).
+
+    A named tuple, not a dataclass: the dashboard's jobs page reads thousands, and decoding each run's config
+    JSON would cost more than everything else on the page.
+    """
+
+    run_id: str
+    job: str
+    status: RunStatus
+    started_at: datetime
+    updated_at: datetime
+    ended_at: datetime | None = None
+    key: str | None = None
+    attempts: int = 1
+    error: str | None = None
+    exit_code: int | None = None
+
+    @classmethod
+    def of(cls, run: RunRecord) -> RunHead:
+        return cls(run.run_id, run.job, run.status, run.started_at, run.updated_at, run.ended_at, run.key,
+                   run.attempts, run.error, run.exit_code)
+
+    @property
+    def duration_seconds(self) -> float:
+        """Wall time: to its end, or (still running) to its last commit."""
+        return max(0.0, ((self.ended_at or self.updated_at) - self.started_at).total_seconds())
+
+
 @dataclass(frozen=True)
 class TaskRecord:
     run_id: str
@@ -120,6 +149,24 @@ class LedgerCounts:
     @property
     def total(self) -> int:
         return self.ok + self.failed
+
+
+@dataclass(frozen=True)
+class ProgressSample:
+    """A run's totals at one commit, for the dashboard's history charts (see ``syncpoint.samples``).
+
+    ``slot`` is the sample's place in the run's bounded set (0 ≤ slot < the cap): a later sample may reuse a
+    slot when the set is thinned out, so a store keeps one sample per (run_id, slot) and the chart orders
+    them by ``at``.
+    """
+
+    run_id: str
+    slot: int
+    at: datetime
+    items_ok: int = 0
+    items_failed: int = 0
+    records: int = 0
+    pages: int = 0
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
     --resume  --resume-run ID  --new-run  --start DATE  --end DATE  --checkpoint-dir DIR  --store URL
     --retry-failed  --from TASK  --max-items N  --max-seconds S  --max-attempts N  --force
     --list-runs  --cleanup [--keep N]  --progress/--no-progress  --progress-interval S  --log-format text|json
+    --metrics-port PORT
 
 Both front ends produce the same ``RunOptions``; ``Job.execute`` acts on it.
 """
@@ -50,6 +51,7 @@ class RunOptions:
     progress: bool | None = None  # None: live display on a terminal, periodic log lines otherwise
     progress_interval: float | None = None  # seconds between progress log lines (default 10)
     log_format: str | None = None  # "text" or "json"; used when the program configured no logging
+    metrics_port: int | None = None  # serve this job's Prometheus metrics while it runs (syncpoint.web.exporter)
 
     def __post_init__(self) -> None:
         chosen = [n for n, v in (("--resume", self.resume), ("--resume-run", self.resume_run),
@@ -70,10 +72,21 @@ class RunOptions:
             raise UsageError(f"--progress-interval must be a positive number, got {self.progress_interval!r}")
         if self.log_format is not None and self.log_format not in ("text", "json"):
             raise UsageError(f"--log-format must be text or json, got {self.log_format!r}")
+        if self.metrics_port is not None:
+            _check_metrics_port(self.metrics_port)
         if self.keep < 0:
             raise UsageError(f"--keep must be zero or more, got {self.keep}")
         if self.start and self.end and self.start > self.end:
             raise UsageError(f"--start {self.start.isoformat()} is after --end {self.end.isoformat()}")
+
+
+def _check_metrics_port(port: int) -> None:
+    import importlib.util
+
+    if isinstance(port, bool) or not 0 < port < 65536:
+        raise UsageError(f"--metrics-port must be a port number (1-65535), got {port!r}")
+    if importlib.util.find_spec("prometheus_client") is None:
+        raise UsageError("--metrics-port needs the web extra: pip install 'syncpoint[web]'")
 
 
 def _date(value: str | None, flag: str, *, end: bool = False) -> datetime | None:
@@ -102,6 +115,7 @@ def from_flags(**flags: Any) -> RunOptions:
         progress=flags.get("progress"),
         progress_interval=flags.get("progress_interval"),
         log_format=flags.get("log_format"),
+        metrics_port=flags.get("metrics_port"),
     )
 
 
@@ -126,6 +140,8 @@ _FLAGS: list[tuple[str, dict[str, Any]]] = [
                                   "help": "Show progress (default: live on a terminal, log lines otherwise)."}),
     ("--progress-interval", {"type": float, "metavar": "S", "help": "Seconds between progress log lines (10)."}),
     ("--log-format", {"metavar": "text|json", "help": "Log lines as text (default) or one JSON object each."}),
+    ("--metrics-port", {"type": int, "metavar": "PORT",
+                        "help": "Serve this job's Prometheus metrics on 127.0.0.1:PORT/metrics while it runs."}),
 ]
 
 

@@ -28,6 +28,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
+from syncpoint import samples
 from syncpoint.buffer import ChangeBuffer
 from syncpoint.committer import Committer
 from syncpoint.errors import EXIT_PARTIAL, Stopped, SyncpointError, UsageError
@@ -143,6 +144,7 @@ class Run:
             self._buffer = ChangeBuffer(self.run_id, self.job.name)
             self._committer = Committer(self.store, self._buffer, self._lost_lock_message)
             self._committer.lock = self._lock
+            self._committer.before_apply.append(self._add_sample)
             if self.resumed:
                 self._load()
             self.state = JobState(self.job.name, self._buffer, self.store.get_state(self.job.name), self.commit)
@@ -206,6 +208,10 @@ class Run:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+
+    def _add_sample(self, changes: ChangeSet) -> None:
+        """The dashboard's progress samples: one in this commit when one is due (``syncpoint.samples``)."""
+        changes.samples.extend(samples.due(self))
 
     def _on_signal(self, signum: int) -> None:
         self.pacer.request_stop(f"stopped by {self._signals.name}", exit_code_for(signum))

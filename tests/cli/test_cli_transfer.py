@@ -23,7 +23,7 @@ from syncpoint.stores.base import ChangeSet
 
 TO_DICT: dict[str, Callable[[Any], dict[str, Any]]] = {
     "runs": codec.run_to_dict, "tasks": codec.task_to_dict, "phases": codec.phase_to_dict,
-    "ledger": codec.ledger_to_dict, "state": codec.state_to_dict,
+    "ledger": codec.ledger_to_dict, "state": codec.state_to_dict, "samples": codec.sample_to_dict,
 }
 
 
@@ -46,6 +46,7 @@ def snapshot(url: str) -> dict[str, list[dict[str, Any]]]:
                 tasks = store.get_tasks(run.run_id)
                 found["tasks"] += tasks
                 found["phases"] += store.get_phases(run.run_id)
+                found["samples"] += store.get_samples(run.run_id)
                 for task in tasks:
                     for kind in LedgerKind:
                         found["ledger"] += list(store.iter_ledger(run.run_id, task.name, kind))
@@ -121,7 +122,7 @@ def test_export_one_job_and_dump_shape(stores: Stores, invoke: Callable[..., Res
     runs = [rec["data"]["run_id"] for rec in lines if rec["type"] == "run"]
     assert runs == [ids["beta-failed"], ids["beta-interrupted"]]  # oldest first
     assert lines[-1]["counts"]["runs"] == 2
-    assert {rec["type"] for rec in lines[1:-1]} <= {"run", "task", "phase", "ledger", "state"}
+    assert {rec["type"] for rec in lines[1:-1]} <= {"run", "task", "phase", "sample", "ledger", "state"}
 
 
 def test_import_conflicts(stores: Stores, tmp_path: Path, invoke: Callable[..., Result]) -> None:
@@ -203,6 +204,9 @@ class HugeLedgerStore:
 
     def get_tasks(self, run_id: str) -> list[TaskRecord]:
         return [self.task]
+
+    def get_samples(self, run_id: str) -> list[Any]:
+        return []
 
     def get_phases(self, run_id: str) -> list[Any]:
         return []

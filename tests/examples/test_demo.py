@@ -39,6 +39,7 @@ def test_demo_finishes_on_its_own_and_says_how_to_interrupt_and_resume(tmp_path:
     assert proc.returncode == 0, proc.stderr
     assert "Press Ctrl+C to interrupt it, then run `syncpoint demo --resume --count 300`" in proc.stdout
     assert "Done: 300 of 300 documents" in proc.stdout
+    assert "syncpoint serve" in proc.stdout  # a newcomer learns where the dashboard is
     assert "completed" in proc.stderr  # the run's own log lines are shown
     assert rows(tmp_path / ".checkpoints" / "demo-dip.db") == 300
     assert (tmp_path / ".checkpoints" / "syncpoint.db").exists()  # the SQLite default store

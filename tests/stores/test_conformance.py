@@ -20,6 +20,8 @@ from syncpoint.model import (
     LedgerEntry,
     LedgerKind,
     PhaseRecord,
+    ProgressSample,
+    RunHead,
     RunRecord,
     RunStatus,
     StateEntry,
@@ -487,3 +489,62 @@ def test_lock_refuses_bad_job_names(store_factory):
     store = store_factory()
     with pytest.raises(InvalidName):
         store.lock("../etc")
+
+
+# -- progress samples and overviews (the dashboard) ------------------------------------------------------
+def sample(slot: int, seconds: float, run_id: str = "r1", ok: int = 0) -> ProgressSample:
+    return ProgressSample(run_id, slot, at(seconds), items_ok=ok, items_failed=1, records=ok * 2, pages=3)
+
+
+def test_samples_round_trip_in_time_order_and_a_slot_is_replaced(store_factory):
+    store = store_factory()
+    store.apply(ChangeSet(runs=[run()], samples=[sample(0, 0), sample(1, 5, ok=10)]))
+    store.apply(ChangeSet(samples=[sample(2, 10, ok=20)]))
+    store.apply(ChangeSet(samples=[sample(0, 15, ok=30)]))  # thinned: slot 0 now holds the newest
+    assert store.get_samples("r1") == [sample(1, 5, ok=10), sample(2, 10, ok=20), sample(0, 15, ok=30)]
+    assert store_factory().get_samples("r1") == store.get_samples("r1")  # durable
+    assert store.get_samples("absent") == []
+
+
+def test_samples_are_deleted_with_their_run_only(store_factory):
+    store = store_factory()
+    for run_id in ("r1", "r2"):
+        store.apply(ChangeSet(runs=[run(run_id)], samples=[sample(0, 0, run_id), sample(1, 1, run_id)]))
+    store.apply(ChangeSet(run_deletes=["r1"]))
+    assert store.get_samples("r1") == []
+    assert len(store.get_samples("r2")) == 2
+    store.apply(ChangeSet(run_deletes=["r2"], runs=[run("r2")], samples=[sample(5, 9, "r2")]))
+    assert store.get_samples("r2") == [sample(5, 9, "r2")]
+
+
+def test_latest_runs_gives_the_newest_runs_of_every_job(store_factory):
+    store = store_factory()
+    runs = [
+        run("a1", "alpha", started=1, status=RunStatus.COMPLETED),
+        run("a2", "alpha", started=2, status=RunStatus.FAILED),
+        run("a3", "alpha", started=3),
+        run("b1", "beta", started=1, status=RunStatus.COMPLETED),
+        run("c0", "gamma", started=5),
+        run("c1", "gamma", started=5),  # same start: run_id breaks the tie, as in list_runs
+    ]
+    store.apply(ChangeSet(runs=runs))
+    assert [r.run_id for r in store.latest_runs()] == ["a3", "b1", "c1"]
+    assert [r.run_id for r in store.latest_runs(2)] == ["a3", "a2", "b1", "c1", "c0"]
+    done = store.latest_runs(statuses=[RunStatus.COMPLETED])
+    assert [r.run_id for r in done] == ["a1", "b1"]
+    assert done[0] == RunHead.of(runs[0])
+    assert done[0].duration_seconds == 0.0
+    assert store.latest_runs(statuses=[]) == []
+    assert [r.run_id for r in store.latest_runs(2, jobs=["gamma", "alpha", "absent"])] == ["a3", "a2", "c1", "c0"]
+    assert store.latest_runs(jobs=[]) == []
+
+
+def test_run_counts_by_job_and_status(store_factory):
+    store = store_factory()
+    store.apply(ChangeSet(runs=[
+        run("a1", "alpha", status=RunStatus.COMPLETED), run("a2", "alpha", status=RunStatus.COMPLETED),
+        run("a3", "alpha"), run("b1", "beta", status=RunStatus.FAILED),
+    ]))
+    assert store.run_counts() == {
+        ("alpha", RunStatus.COMPLETED): 2, ("alpha", RunStatus.RUNNING): 1, ("beta", RunStatus.FAILED): 1,
+    }

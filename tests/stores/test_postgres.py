@@ -329,14 +329,19 @@ def test_location_masks_the_password_and_names_the_schema(pg_url, pg_schema, pro
 
 
 # -- migrations and schemas -----------------------------------------------------------------------------
+SHIPPED = [m.name for m in pgm.available()]  # 001_initial, 002_progress_samples, ...
+LATEST = pgm.available()[-1].version
+
+
 def test_migrate_twice_is_a_no_op_and_status_reports(pg_url, pg_schema):
+    assert SHIPPED[:2] == ["001_initial", "002_progress_samples"]
     fresh = pgm.status(pg_url, pg_schema)
-    assert (fresh.applied, fresh.pending, fresh.current) == ([], ["001_initial"], None)
-    assert not fresh.up_to_date and not fresh.too_new and fresh.latest >= 1
-    assert pgm.migrate(with_query(pg_url, schema=pg_schema)) == ["001_initial"]
+    assert (fresh.applied, fresh.pending, fresh.current) == ([], SHIPPED, None)
+    assert not fresh.up_to_date and not fresh.too_new and fresh.latest >= 2
+    assert pgm.migrate(with_query(pg_url, schema=pg_schema)) == SHIPPED
     assert pgm.migrate(pg_url, pg_schema) == []
     done = pgm.status(pg_url, pg_schema)
-    assert (done.applied, done.pending, done.current) == (["001_initial"], [], 1)
+    assert (done.applied, done.pending, done.current) == (SHIPPED, [], LATEST)
     assert done.up_to_date
     PostgresStore(pg_url, schema=pg_schema).close()  # opening a migrated schema migrates nothing
     assert pgm.status(pg_url, pg_schema) == done
@@ -358,20 +363,21 @@ def test_concurrent_migrations_do_not_collide(pg_url, pg_schema):
     for t in threads:
         t.join()
     assert not errors
-    assert sorted(results) == [[], [], [], ["001_initial"]]
+    assert sorted(results) == [[], [], [], SHIPPED]
 
 
 def test_pending_migrations_from_a_directory(pg_url, pg_schema, tmp_path):
-    shipped = Path(pgm.__file__).parent / "migrations" / "001_initial.sql"
-    (tmp_path / "001_initial.sql").write_text(shipped.read_text())
-    (tmp_path / "002_extra.sql").write_text("CREATE TABLE {schema}.extra (x integer);\n")
+    for shipped in (Path(pgm.__file__).parent / "migrations").glob("*.sql"):
+        (tmp_path / shipped.name).write_text(shipped.read_text())
+    extra = f"{LATEST + 1:03d}_extra"
+    (tmp_path / f"{extra}.sql").write_text("CREATE TABLE {schema}.extra (x integer);\n")
     (tmp_path / "README.txt").write_text("not a migration")
-    assert pgm.migrate(pg_url, pg_schema) == ["001_initial"]
+    assert pgm.migrate(pg_url, pg_schema) == SHIPPED
     found = pgm.status(pg_url, pg_schema, directory=tmp_path)
-    assert (found.applied, found.pending, found.latest) == (["001_initial"], ["002_extra"], 2)
-    assert pgm.migrate(pg_url, pg_schema, directory=tmp_path) == ["002_extra"]
+    assert (found.applied, found.pending, found.latest) == (SHIPPED, [extra], LATEST + 1)
+    assert pgm.migrate(pg_url, pg_schema, directory=tmp_path) == [extra]
     assert pgm.migrate(pg_url, pg_schema, directory=tmp_path) == []
-    # the shipped code knows only 001 now: the schema is newer than it
+    # the shipped code does not know the extra migration: the schema is newer than it
     with pytest.raises(SchemaTooNew, match="newer syncpoint"):
         PostgresStore(pg_url, schema=pg_schema)
 

@@ -5,6 +5,7 @@
     {"type": "run", "data": {...codec.run_to_dict...}}
     {"type": "task", "data": {...codec.task_to_dict...}}        the run's tasks, in position order
     {"type": "phase", "data": {...codec.phase_to_dict...}}
+    {"type": "sample", "data": {...codec.sample_to_dict...}}    the run's progress samples (the dashboard)
     {"type": "ledger", "data": {...codec.ledger_to_dict...}}    per task: item ledger, then boundary IDs
     ...                                                          the job's next run, then its state:
     {"type": "state", "data": {...codec.state_to_dict...}}
@@ -35,7 +36,7 @@ log = logging.getLogger("syncpoint.dump")
 
 FORMAT = "syncpoint-dump"
 VERSION = 1
-KINDS = ("run", "task", "phase", "ledger", "state")
+KINDS = ("run", "task", "phase", "sample", "ledger", "state")
 CONFLICTS = ("error", "replace", "skip")
 
 
@@ -46,6 +47,7 @@ class Counts:
     phases: int = 0
     ledger: int = 0
     state: int = 0
+    samples: int = 0
     skipped_runs: list[str] = field(default_factory=list)
 
     def add(self, kind: str) -> None:
@@ -59,7 +61,8 @@ class Counts:
 
 
 def _plural(kind: str) -> str:
-    return {"run": "runs", "task": "tasks", "phase": "phases", "ledger": "ledger", "state": "state"}[kind]
+    return {"run": "runs", "task": "tasks", "phase": "phases", "sample": "samples", "ledger": "ledger",
+            "state": "state"}[kind]
 
 
 # -- export -------------------------------------------------------------------------------------------------
@@ -89,6 +92,8 @@ def _records(store: Store, jobs: list[str]) -> Iterator[tuple[str, dict[str, Any
                 yield "task", codec.task_to_dict(task)
             for phase in store.get_phases(run.run_id):
                 yield "phase", codec.phase_to_dict(phase)
+            for sample in store.get_samples(run.run_id):
+                yield "sample", codec.sample_to_dict(sample)
             for task in tasks:
                 for kind in LedgerKind:
                     for entry in store.iter_ledger(run.run_id, task.name, kind):
@@ -169,6 +174,8 @@ class Importer:
 
     def _check_end(self, lineno: int, record: dict[str, Any]) -> None:
         expected = record.get("counts")
+        if isinstance(expected, dict):
+            expected = {"samples": 0, **expected}  # dumps written before samples existed have none
         seen = {_plural(k): getattr(self._seen, _plural(k)) for k in KINDS}
         if expected != seen:
             raise self._bad(lineno, f"the dump says it holds {expected} but has {seen}")
@@ -217,6 +224,12 @@ class Importer:
             self._changes.phases.append(phase)
             self._counted("phase")
 
+    def _add_sample(self, data: dict[str, Any]) -> None:
+        sample = codec.sample_from_dict(data)
+        if sample.run_id != self._skipping:
+            self._changes.samples.append(sample)
+            self._counted("sample")
+
     def _add_ledger(self, data: dict[str, Any]) -> None:
         entry = codec.ledger_from_dict(data)
         if entry.run_id != self._skipping:
@@ -258,6 +271,7 @@ _ADDERS: dict[str, Callable[[Importer, dict[str, Any]], None]] = {
     "run": Importer._add_run,
     "task": Importer._add_task,
     "phase": Importer._add_phase,
+    "sample": Importer._add_sample,
     "ledger": Importer._add_ledger,
     "state": Importer._add_state,
 }

@@ -34,6 +34,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("syncpoint.cli.transfer", "export_command"),
     ("syncpoint.cli.transfer", "import_command"),
     ("syncpoint.cli.db", "db"),
+    ("syncpoint.cli.serve", "serve"),
 ]
 #: Subcommands loaded only when used (or listed), from the first of their modules that exists.
 OPTIONAL_COMMANDS: dict[str, list[tuple[str, str]]] = {
@@ -153,6 +154,7 @@ def cli(ctx: click.Context, store_url: str | None, checkpoint_dir: str | None, l
       syncpoint export [--job J] > dump.jsonl     everything, streamed as JSON Lines
       syncpoint import dump.jsonl --store URL     into any store (sqlite, json, postgresql)
       syncpoint db migrate | db status            PostgreSQL schema migrations
+      syncpoint serve [--host H] [--port P]       web dashboard + /metrics (pip install 'syncpoint[web]')
 
     \b
     The store: --store URL, else $SYNCPOINT_STORE, else --checkpoint-dir DIR, else

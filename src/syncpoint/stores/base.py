@@ -23,6 +23,8 @@ from syncpoint.model import (
     LedgerEntry,
     LedgerKind,
     PhaseRecord,
+    ProgressSample,
+    RunHead,
     RunRecord,
     RunStatus,
     StateEntry,
@@ -79,11 +81,12 @@ class ChangeSet:
     ledger: list[LedgerEntry] = field(default_factory=list)
     state_deletes: list[StateDelete] = field(default_factory=list)
     state: list[StateEntry] = field(default_factory=list)
+    samples: list[ProgressSample] = field(default_factory=list)  # upserts by (run_id, slot); after the runs
 
     def __bool__(self) -> bool:
         return any(
             (self.run_deletes, self.runs, self.tasks, self.phases, self.ledger_clears, self.ledger,
-             self.state_deletes, self.state)
+             self.state_deletes, self.state, self.samples)
         )
 
 
@@ -166,6 +169,29 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def iter_ledger(self, run_id: str, task: str, kind: LedgerKind = LedgerKind.ITEMS) -> Iterator[LedgerEntry]:
         """Every entry of one of a task's ledgers, in item-ID order, streamed (export, inspection)."""
+
+    # -- progress samples and overviews (the dashboard) ----------------------------------------------
+    def get_samples(self, run_id: str) -> list[ProgressSample]:
+        """A run's progress samples in time order (``at``, then ``slot``); a store without them has none."""
+        return []
+
+    def latest_runs(
+        self, per_job: int = 1, *, statuses: Sequence[RunStatus] | None = None, jobs: Sequence[str] | None = None
+    ) -> list[RunHead]:
+        """The ``per_job`` newest runs (optionally only in ``statuses``) of every job (or of ``jobs``), by job
+        name, then newest first, without their configs: the dashboard's jobs page in one read. Backends
+        override this with an efficient query (an index range per job)."""
+        found: list[RunHead] = []
+        for job in sorted(set(jobs)) if jobs is not None else self.list_jobs():
+            found.extend(RunHead.of(r) for r in self.list_runs(job, statuses=statuses, limit=per_job))
+        return found
+
+    def run_counts(self) -> dict[tuple[str, RunStatus], int]:
+        """How many runs each job has in each status (the ``syncpoint_runs_total`` metric)."""
+        counts: dict[tuple[str, RunStatus], int] = {}
+        for run in self.list_runs():
+            counts[(run.job, run.status)] = counts.get((run.job, run.status), 0) + 1
+        return counts
 
     # -- job state (bookmarks) ------------------------------------------------------------------------
     @abc.abstractmethod

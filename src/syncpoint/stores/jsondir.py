@@ -8,6 +8,7 @@ Layout (every document indented, sorted keys, UTF-8 — ``jq`` and ``diff`` read
                                      sorted segments and meta.json with the counts (see ``journal.py``);
                                      {task} is 16 hex digits of the SHA-256 of the task name, which
                                      meta.json holds in full
+    DIR/samples/{run}.json           a run's progress samples (the dashboard): {"format", "run_id", "samples": [...]}
     DIR/state/{job}.json             a job's bookmarks: {"format", "job", "state": {key: {"updated_at", "value"}}}
     DIR/locks/{job}.lock             job locks (``flock``, see ``filelock.py``)
     DIR/store.lock                   the store's own lock: shared while reading, exclusive while writing
@@ -76,6 +77,8 @@ from syncpoint.model import (
     LedgerEntry,
     LedgerKind,
     PhaseRecord,
+    ProgressSample,
+    RunHead,
     RunRecord,
     RunStatus,
     StateEntry,
@@ -281,6 +284,7 @@ class _Plan:
         self.units: dict[tuple[str, str, LedgerKind], _UnitPlan] = {}
         self.states: dict[str, dict[str, StateEntry]] = {}
         self.view_jobs: set[str] = set()
+        self.samples: dict[str, dict[int, ProgressSample]] = {}  # run_id -> slot -> sample, to write
 
     def doc(self, run_id: str) -> _RunDoc | None:
         if run_id not in self.docs:
@@ -321,6 +325,11 @@ class _Plan:
                 state.pop(delete.key, None)
         for bookmark in changes.state:
             self.state(bookmark.job)[bookmark.key] = bookmark
+        for sample in changes.samples:
+            if sample.run_id not in self.samples:
+                fresh = sample.run_id in self.deleted
+                self.samples[sample.run_id] = {} if fresh else self.store._read_samples(sample.run_id)
+            self.samples[sample.run_id][sample.slot] = sample
         return self.ops()
 
     def delete_run(self, run_id: str) -> None:
@@ -360,6 +369,12 @@ class _Plan:
             path = f"runs/{file_stem(run_id)}.json"
             ops.append({"op": "delete", "path": path} if doc is None else
                        {"op": "write", "path": path, "doc": doc.to_json()})
+        for run_id in sorted(self.deleted - self.samples.keys()):
+            ops.append({"op": "delete", "path": f"samples/{file_stem(run_id)}.json"})
+        for run_id, slots in sorted(self.samples.items()):
+            ordered = sorted(slots.values(), key=lambda p: (p.at, p.slot))
+            samples = {"format": FORMAT, "run_id": run_id, "samples": [codec.sample_to_dict(p) for p in ordered]}
+            ops.append({"op": "write", "path": f"samples/{file_stem(run_id)}.json", "doc": samples})
         for job, entries in sorted(self.states.items()):
             path = f"state/{file_stem(job)}.json"
             ops.append({"op": "write", "path": path, "doc": _state_to_json(job, dict(sorted(entries.items())))}
@@ -592,7 +607,7 @@ class JsonDirStore(Store):
                 f"cannot complete the interrupted commit recorded in {self._pending}: "
                 f"{os_error(exc, execution.current)}"
             ) from None
-        for folder in (self.directory, self.directory / "runs", self.directory / "state"):
+        for folder in (self.directory, self.directory / "runs", self.directory / "state", self.directory / "samples"):
             if folder.is_dir():
                 for entry in os.scandir(folder):
                     if entry.name.startswith(".") and entry.name.endswith(".tmp"):
@@ -700,6 +715,20 @@ class JsonDirStore(Store):
             return {}
         return _state_from_json(codec.decode_or_corrupt(raw, str(path)), path, job)
 
+    def _read_samples(self, run_id: str) -> dict[int, ProgressSample]:
+        path = self.directory / "samples" / f"{file_stem(run_id)}.json"
+        raw = journal.read_bytes(path)
+        if raw is None:
+            return {}
+        data = codec.decode_or_corrupt(raw, str(path))
+        try:
+            _check(isinstance(data, dict) and data.get("run_id") == run_id, f"not the samples of run {run_id}")
+            _format_of(data, path)
+            found = [codec.sample_from_dict(item) for item in data["samples"]]
+        except _BAD_DOC as exc:
+            raise corrupt(path, f"bad samples document: {exc}") from None
+        return {p.slot: p for p in found}
+
     def _unit(self, run_id: str, task: str, kind: LedgerKind) -> LedgerUnit:
         path = self.directory / "ledger" / file_stem(run_id) / task_dir(task, kind)
         unit = self._units.get(path)
@@ -741,6 +770,25 @@ class JsonDirStore(Store):
         ]
         runs.sort(key=lambda r: (codec.ts(r.started_at) or "", r.run_id), reverse=True)
         return runs if limit is None or limit < 0 else runs[:limit]
+
+    def latest_runs(
+        self, per_job: int = 1, *, statuses: Sequence[RunStatus] | None = None, jobs: Sequence[str] | None = None
+    ) -> list[RunHead]:
+        """One pass over the run documents (the default would read them all once per job)."""
+        chosen = None if jobs is None else set(jobs)
+        found: dict[str, list[RunHead]] = {}
+        for run in self.list_runs(statuses=statuses):  # newest first
+            if chosen is not None and run.job not in chosen:
+                continue
+            kept = found.setdefault(run.job, [])
+            if len(kept) < per_job:
+                kept.append(RunHead.of(run))
+        return [head for job in sorted(found) for head in found[job]]
+
+    def get_samples(self, run_id: str) -> list[ProgressSample]:
+        with self._reading():
+            found = self._read_samples(run_id)
+        return sorted(found.values(), key=lambda p: (p.at, p.slot))
 
     def get_tasks(self, run_id: str) -> list[TaskRecord]:
         with self._reading():

@@ -54,6 +54,8 @@ from syncpoint.model import (
     LedgerEntry,
     LedgerKind,
     PhaseRecord,
+    ProgressSample,
+    RunHead,
     RunRecord,
     RunStatus,
     StateEntry,
@@ -118,6 +120,7 @@ class Queries:
             q("DELETE FROM {s}.ledger WHERE task_id IN (SELECT id FROM {s}.tasks WHERE run_id = ANY(%s::text[]))"),
             q("DELETE FROM {s}.tasks WHERE run_id = ANY(%s::text[])"),
             q("DELETE FROM {s}.phases WHERE run_id = ANY(%s::text[])"),
+            q("DELETE FROM {s}.samples WHERE run_id = ANY(%s::text[])"),  # migration 002
             q("DELETE FROM {s}.runs WHERE run_id = ANY(%s::text[])"),
         ]
         self.upsert_run = q(
@@ -153,6 +156,26 @@ class Queries:
             "INSERT INTO {s}.state (job, key, value, updated_at) VALUES (%s, %s, %s::json, %s) "
             "ON CONFLICT (job, key) DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at"
         )
+        # progress samples and overviews (migration 002; the dashboard)
+        self.upsert_sample = q(
+            "INSERT INTO {s}.samples (run_id, slot, at, items_ok, items_failed, records, pages) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (run_id, slot) DO UPDATE SET at = EXCLUDED.at, "
+            "items_ok = EXCLUDED.items_ok, items_failed = EXCLUDED.items_failed, records = EXCLUDED.records, "
+            "pages = EXCLUDED.pages"
+        )
+        self.get_samples = q(
+            "SELECT run_id, slot, at, items_ok, items_failed, records, pages FROM {s}.samples WHERE run_id = %s "
+            "ORDER BY at, slot"
+        )
+        self.latest_runs = q(
+            "SELECT r.* FROM (SELECT DISTINCT job FROM {s}.runs WHERE %s::text[] IS NULL OR job = ANY(%s::text[])) j "
+            "CROSS JOIN LATERAL "
+            "(SELECT x.run_id, x.job, x.status, x.started_at, x.updated_at, x.ended_at, x.key, x.attempts, x.error, "
+            "x.exit_code FROM {s}.runs x WHERE x.job = j.job "
+            "AND (%s::text[] IS NULL OR x.status = ANY(%s::text[])) "
+            "ORDER BY x.started_at DESC, x.run_id DESC LIMIT %s) r ORDER BY r.job, r.started_at DESC, r.run_id DESC"
+        )
+        self.run_counts = q("SELECT job, status, count(*) FROM {s}.runs GROUP BY job, status")
         self.select_runs = q(f"SELECT {_RUN_COLUMNS} FROM {{s}}.runs")
         self.get_run = q(f"SELECT {_RUN_COLUMNS} FROM {{s}}.runs WHERE run_id = %s")
         self.get_tasks = q(f"SELECT {_TASK_COLUMNS} FROM {{s}}.tasks WHERE run_id = %s ORDER BY position, name")
@@ -242,6 +265,9 @@ class Queries:
         if changes.state:
             rows = [(s.job, s.key, codec.dumps(s.value), s.updated_at) for s in changes.state]
             plan.tail.append((self.upsert_state, rows))
+        if changes.samples:
+            rows = [(p.run_id, p.slot, p.at, p.items_ok, p.items_failed, p.records, p.pages) for p in changes.samples]
+            plan.tail.append((self.upsert_sample, rows))
         return plan
 
 
@@ -536,6 +562,24 @@ class PostgresStore(Store):
     ) -> list[RunRecord]:
         query, args = self.queries.list_runs(job, statuses, key, limit)
         return [self._run(row) for row in self._fetch(query, args)]
+
+    def latest_runs(
+        self, per_job: int = 1, *, statuses: Sequence[RunStatus] | None = None, jobs: Sequence[str] | None = None
+    ) -> list[RunHead]:
+        wanted = None if statuses is None else [s.value for s in statuses]
+        names = None if jobs is None else list(jobs)
+        rows = self._fetch(self.queries.latest_runs, (names, names, wanted, wanted, per_job))
+        try:
+            return [RunHead(r[0], r[1], RunStatus(r[2]), *r[3:]) for r in rows]
+        except ValueError as exc:
+            raise CorruptState(f"{self.location}: bad run row: {exc}") from None
+
+    def run_counts(self) -> dict[tuple[str, RunStatus], int]:
+        rows = self._fetch(self.queries.run_counts, ())
+        return {(job, RunStatus(status)): int(n) for job, status, n in rows}
+
+    def get_samples(self, run_id: str) -> list[ProgressSample]:
+        return [ProgressSample(*row) for row in self._fetch(self.queries.get_samples, (run_id,))]
 
     def get_tasks(self, run_id: str) -> list[TaskRecord]:
         return [self._task(row) for row in self._fetch(self.queries.get_tasks, (run_id,))]
