@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import Servers, env, run_job
 from helpers import ROOT
+from web_support import Servers, env, run_job
 
 
 def cli_json(store: str, *args: str) -> object:

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Servers, run_job, start_job
 from helpers import ROOT, require_pg, with_query
+from web_support import Servers, run_job, start_job
 
 XSS = "<script>window.__pwned = 1</script><img src=x onerror=window.__pwned=2>"
 SCREENSHOT = ROOT / "docs" / "dashboard.png"
@@ -42,11 +42,11 @@ def test_follow_a_live_run_from_the_jobs_page_to_its_failed_items(servers: Serve
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and target.stat().st_size > 10_000
 
     code, err = job.finish(timeout=120)
-    assert code == 0, err  # failed items do not fail the run: they are listed for a retry
-    page.wait_for_function("document.getElementById('run-status').textContent === 'completed'")
+    assert code == 1, err  # retryable item failures fail the run: --resume retries them (issue 11.1)
+    page.wait_for_function("document.getElementById('run-status').textContent === 'failed'")
     page.wait_for_load_state()
 
-    assert page.locator("#run-status").inner_text() == "completed"
+    assert page.locator("#run-status").inner_text() == "failed"
     heading = page.locator("#failed").inner_text()
     assert "13 in all" in heading and "retryable" in heading and "permanent" in heading
     cells = page.locator("#failed-items td.error")
@@ -63,7 +63,7 @@ def test_follow_a_live_run_from_the_jobs_page_to_its_failed_items(servers: Serve
     assert page.locator("#failed-items td.mono").all_inner_texts() == ["item-0044"]
 
     page.goto(server.url + "/")
-    assert page.locator("tr[data-job='dash'] .status").inner_text() == "completed"
+    assert page.locator("tr[data-job='dash'] .status").inner_text() == "failed"
     assert page.locator("tr[data-job='dash'] svg.trend rect").count() == 2
 
 
@@ -77,7 +77,7 @@ def test_serve_on_the_json_and_postgresql_stores(servers: Servers, page: Any, tm
     run_job(store, "--items", "12", "--delay", "0", "--fail-every", "5")
     server = servers.start(store)
     page.goto(server.url + "/")
-    assert page.locator("tr[data-job='dash'] .status").inner_text() == "completed"
+    assert page.locator("tr[data-job='dash'] .status").inner_text() == "failed"  # a retryable item failed
     assert "s3cret" not in page.content()
     page.locator("tr[data-job='dash'] a.mono").click()
     page.wait_for_url(re.compile(r"/runs/"))

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import Servers, env, run_job
 from helpers import ROOT
+from web_support import Servers, env, run_job
 
 TOKEN = "a-long-enough-test-token-123"
 
