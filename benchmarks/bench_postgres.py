@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_postgres.py [--items 1000000] [--commits 2000]
 
-Prints two ratios (plus the figures behind them). Both measure what a user's sync pays, through the public
+Prints three ratios (plus the figures behind them). Both measure what a user's sync pays, through the public
 API (``Job.run``, ``Task.item_done``, ``Task.set_cursor``), so they include the run's own work per commit
 (building the change set, re-checking the job's advisory lock); the store's ``apply`` alone is printed
 beside them for information.
@@ -18,6 +18,13 @@ which commits: the default policy commits every page) over seconds per bare sing
 CONFLICT DO UPDATE`` of the same row into an equivalent table (``LIKE tasks INCLUDING ALL``), committed on
 its own (autocommit: one round trip, the fastest bare form). Measured in alternating blocks so that drift
 hits both. Target <= 1.5.
+
+``ratio pg_ledger_lookup_1m_vs_empty``: seconds per 10,000 new (uuid4) IDs through ``task.iterate`` +
+``task.item_done`` (the ledger lookup per batch of 500, the marks, the commits) when the task's ledger
+already holds 1,000,000 rows, over the same when it is empty; 100,000 rows is printed too. One run on a
+fresh schema whose ledger table has autovacuum off, so the planner never has statistics (what a bulk load
+meets); the ledger grows between the measurements through the same calls. Each figure is the best of
+three consecutive 10k windows (the first starts at exactly that many rows). Target <= 1.5.
 
 Each benchmark works in a fresh schema, dropped afterwards. ``SYNCPOINT_BENCH_POSTGRES_URL`` (else
 ``SYNCPOINT_TEST_POSTGRES_URL``, else ``postgresql://postgres@127.0.0.1:5432/test``) names the server.
@@ -209,6 +216,38 @@ def bench_cursor(commits: int, rounds: int = 10) -> tuple[float, float]:
     return ours / bare, applied / bare
 
 
+def bench_lookup_growth(sizes: tuple[int, ...] = (0, 100_000, 1_000_000), window: int = 10_000,
+                        windows: int = 3) -> dict[int, float]:
+    """Seconds per ``window`` new IDs through ``task.iterate`` at each ledger size (best of ``windows``)."""
+    figures: dict[int, float] = {}
+    with fresh_schema("bench_growth") as schema, open_run(schema, "growth") as (run, task):
+        with psycopg.connect(URL, autocommit=True) as conn:  # no statistics, ever: autovacuum would ANALYZE
+            conn.execute(sql.SQL("ALTER TABLE {} SET (autovacuum_enabled = false)").format(
+                sql.Identifier(schema, "ledger")))
+        rows = 0
+        for size in sizes:
+            while rows < size:  # grow the ledger the way a sync does; not measured
+                fill = min(size - rows, 100_000)
+                for item in task.iterate(uuid.uuid4().hex for _ in range(fill)):
+                    task.item_done(item)
+                run.commit()
+                rows += fill
+            best = float("inf")
+            for _ in range(windows):
+                ids = [uuid.uuid4().hex for _ in range(window)]
+                start = time.perf_counter()
+                for item in task.iterate(ids):
+                    task.item_done(item)
+                run.commit()
+                best = min(best, time.perf_counter() - start)
+                rows += window
+            figures[size] = best
+        assert run.store.ledger_counts(run.run_id, "items").ok == rows
+    shown = ", ".join(f"{size:,} rows: {seconds:.3f} s" for size, seconds in figures.items())
+    print(f"{window:,} new IDs through task.iterate + item_done, ledger without statistics, at {shown}")
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", type=int, default=1_000_000)
@@ -219,6 +258,8 @@ def main() -> None:
     through_run, apply_only = bench_ledger(ids)
     print(f"ratio pg_ledger_vs_raw_copy = {through_run:.2f}")
     print(f"(PostgresStore.apply alone: {apply_only:.2f})")
+    growth = bench_lookup_growth()
+    print(f"ratio pg_ledger_lookup_1m_vs_empty = {growth[1_000_000] / growth[0]:.2f}")
     through_run, apply_only = bench_cursor(args.commits)
     print(f"ratio pg_cursor_commit_vs_bare_upsert = {through_run:.2f}")
     print(f"(PostgresStore.apply alone: {apply_only:.2f})")
