@@ -47,7 +47,7 @@ from psycopg.rows import tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from syncpoint import codec
-from syncpoint.errors import CorruptState, JobLocked, LockHolder, StoreError, StoreUnavailable
+from syncpoint.errors import CorruptState, JobLocked, LockHolder, StoreError, StoreUnavailable, UsageError
 from syncpoint.model import (
     FailedItem,
     LedgerCounts,
@@ -327,12 +327,17 @@ class PostgresStore(Store):
         retry_for: float | None = None,
         migrate: bool | None = None,
         max_connections: int = 4,
+        read_only: bool = False,
+        create: bool = True,
     ) -> None:
+        """``read_only``: for inspection: creates and migrates nothing, and every transaction is read-only;
+        ``create=False``: a schema without a store is an error (exit 64) instead of being created."""
         self.target = pgm.parse_url(url, schema=schema)
         self.schema = self.target.schema
         self.location = self.target.location
         self.retry_for = self.target.retry_for if retry_for is None else retry_for
         self.queries = Queries(self.schema)
+        self.read_only = read_only
         self._max = max_connections
         self._mutex = threading.Lock()
         self._conflicts: dict[tuple[str, str], int] = {}
@@ -341,11 +346,14 @@ class PostgresStore(Store):
         self.connection_losses = 0  # counted by _retrying; a lock re-checks itself after one
         with pgm.connect(self.target, autocommit=True) as conn, _translate(self.target):
             self._dbname = conn.info.dbname
-            self._open_schema(conn, self.target.auto_migrate if migrate is None else migrate)
+            auto_migrate = self.target.auto_migrate if migrate is None else migrate
+            self._open_schema(conn, auto_migrate and not read_only, create and not read_only)
         self._pool_obj: ConnectionPool | None = self._new_pool()
 
-    def _open_schema(self, conn: Conn, auto_migrate: bool) -> None:
+    def _open_schema(self, conn: Conn, auto_migrate: bool, create: bool) -> None:
         found = pgm.check_current(conn, self.schema, self.location)
+        if found.current is None and not create:
+            raise UsageError(pgm.missing_message(conn, self.schema, self.location))
         if found.pending and auto_migrate:
             pgm.migrate_on(conn, self.schema, where=self.location)
         elif found.pending:
@@ -357,7 +365,8 @@ class PostgresStore(Store):
     def _new_pool(self) -> ConnectionPool:
         pool = ConnectionPool(
             self.target.conninfo, min_size=1, max_size=self._max, kwargs={"autocommit": True},
-            configure=_configure, open=False, name=f"syncpoint-{self.schema}", timeout=max(self.retry_for, 0.1),
+            configure=_configure_read_only if self.read_only else _configure, open=False,
+            name=f"syncpoint-{self.schema}", timeout=max(self.retry_for, 0.1),
         )
         pool.open(wait=False)
         return pool
@@ -413,6 +422,8 @@ class PostgresStore(Store):
     def apply(self, changes: ChangeSet) -> None:
         if not changes:
             return
+        if self.read_only:
+            raise StoreError(f"{self.location} was opened read-only (for inspection); nothing was written")
         plan = self.queries.plan(changes)
         single = plan.single_statement()
         if single is not None:  # autocommit: the statement is its own transaction, one round trip
@@ -727,3 +738,8 @@ class PostgresJobLock(JobLock):
 
 def _configure(conn: Conn) -> None:
     conn.execute("SET TIME ZONE 'UTC'")
+
+
+def _configure_read_only(conn: Conn) -> None:
+    conn.execute("SET TIME ZONE 'UTC'")
+    conn.execute("SET default_transaction_read_only = on")  # the server, too, refuses any write
