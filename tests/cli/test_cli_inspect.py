@@ -114,3 +114,16 @@ def test_a_read_only_sqlite_store_with_a_live_run_can_be_inspected(stores: Store
         holder.release()
     finally:
         holder.kill()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "json"])
+def test_inspection_leaves_no_files_behind(kind: str, stores: Stores, tmp_path: Path) -> None:
+    """A read-only open that can write must still clean up after itself (SQLite: ``-wal``/``-shm``)."""
+    url = stores.url(kind)
+    populate(url)
+    directory = Path(url.split(":", 1)[1])
+    directory = directory.parent if kind == "sqlite" else directory
+    before = sorted(str(p) for p in directory.rglob("*"))
+    for command in (("runs", "list"), ("runs", "show", "../x"), ("status",), ("state", "show", "alpha")):
+        assert sp("--store", url, *command).returncode in (0, 64)
+        assert sorted(str(p) for p in directory.rglob("*")) == before, command

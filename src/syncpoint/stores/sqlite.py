@@ -5,12 +5,13 @@ commit is in the WAL before ``apply`` returns; only a power loss or kernel crash
 commits. ``?sync=full`` fsyncs every commit and survives power loss too, at roughly a tenth of the commit
 rate (measured here: 3.3k vs 33k commits/s).
 
-Inspection (``read_only=True``, what ``syncpoint runs list`` and the other read-only commands use) opens
-the file with ``mode=ro``: it creates, migrates and writes nothing, so it works on a store another user
-owns. In WAL mode a reader needs the ``-shm`` file beside the database: SQLite creates it if it can, and
-reads a read-only one when a writer left it there (a live run). When neither is possible (a read-only
-directory and no process has the database open: no ``-wal``, no ``-shm``), nothing can be writing it, and
-the database is read as ``immutable`` — a snapshot; a run starting meanwhile is not seen by that command.
+Inspection (``read_only=True``, what ``syncpoint runs list`` and the other read-only commands use) creates,
+migrates and writes nothing (``PRAGMA query_only``). Where the file or its directory cannot be written it
+opens the file ``mode=ro``, so it works on a store another user owns or on a read-only mount. In WAL mode
+a reader needs the ``-shm`` file beside the database: SQLite creates it if it can, and reads a read-only
+one when a writer left it there (a live run). When neither is possible (a read-only directory and no
+process has the database open: no ``-wal``, no ``-shm``), nothing can be writing it, and the database is
+read as ``immutable`` — a snapshot; a run starting meanwhile is not seen by that command.
 ``create=False`` refuses to create a store that does not exist (exit 64, naming it).
 
 Care taken, after python-diskcache: a connection is never carried across ``fork`` (we reopen when the pid
@@ -156,9 +157,16 @@ class SQLiteStore(Store):
         return conn
 
     def _open_read_only(self) -> sqlite3.Connection:
-        """``mode=ro``; ``immutable`` only where WAL mode leaves no other way and nobody has the file open."""
+        """Where we could write: an ordinary connection with ``query_only`` (so that, like any last reader, it
+        checkpoints and removes the ``-wal`` and ``-shm`` files it made when it closes; a ``mode=ro``
+        connection would leave them behind). Elsewhere ``mode=ro``, and ``immutable`` only where WAL mode
+        leaves no other way and nobody has the file open."""
         uri = self.path.resolve().as_uri()
         with self._translate():
+            if os.access(self.path, os.W_OK) and os.access(self.path.parent, os.W_OK):
+                conn = self._connect_uri(f"{uri}?mode=rw")
+                conn.execute("PRAGMA query_only = ON")
+                return conn
             try:
                 return self._connect_uri(f"{uri}?mode=ro")
             except sqlite3.OperationalError as exc:
