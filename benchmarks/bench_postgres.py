@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_postgres.py [--items 1000000] [--commits 2000]
 
-Prints two ratios (plus the figures behind them). Both measure what a user's sync pays, through the public
+Prints three ratios (plus the figures behind them). Both measure what a user's sync pays, through the public
 API (``Job.run``, ``Task.item_done``, ``Task.set_cursor``), so they include the run's own work per commit
 (building the change set, re-checking the job's advisory lock); the store's ``apply`` alone is printed
 beside them for information.
@@ -18,6 +18,14 @@ which commits: the default policy commits every page) over seconds per bare sing
 CONFLICT DO UPDATE`` of the same row into an equivalent table (``LIKE tasks INCLUDING ALL``), committed on
 its own (autocommit: one round trip, the fastest bare form). Measured in alternating blocks so that drift
 hits both. Target <= 1.5.
+
+``ratio pg_ledger_lookup_1m_vs_empty``: seconds per 10,000 new (uuid4) IDs through ``task.iterate`` +
+``task.item_done`` + the commit (a ledger lookup per batch of 500 IDs, the marks, the COPY) when the task's
+ledger already holds 1,000,000 rows, over the same on an empty ledger; 100,000 rows is printed too. The
+ledger tables have autovacuum off, so the planner never has statistics (what a bulk load meets). One run
+on a fresh schema grows its ledger through the same calls; each of its 10k windows is measured against a
+10k window on an empty ledger (another fresh schema), the two taken in turn in slices of 1,000 so that
+other load on the machine hits both alike; each figure is the best of five windows. Target <= 1.5.
 
 Each benchmark works in a fresh schema, dropped afterwards. ``SYNCPOINT_BENCH_POSTGRES_URL`` (else
 ``SYNCPOINT_TEST_POSTGRES_URL``, else ``postgresql://postgres@127.0.0.1:5432/test``) names the server.
@@ -209,6 +217,63 @@ def bench_cursor(commits: int, rounds: int = 10) -> tuple[float, float]:
     return ours / bare, applied / bare
 
 
+def bench_lookup_growth(sizes: tuple[int, ...] = (100_000, 1_000_000), window: int = 10_000,
+                        rounds: int = 5, slices: int = 10) -> dict[int, float]:
+    """Seconds per ``window`` new IDs through ``task.iterate`` + ``item_done`` + commit on an empty ledger
+    (key 0) and when the task's ledger holds each of ``sizes`` rows; the best of ``rounds`` windows.
+
+    The big ledger is one run on a fresh schema, grown through the same calls. Each of its windows is
+    measured against a window on an empty ledger (a run on another fresh schema, made for that window),
+    cut into ``slices`` taken in turn, so that other load on the machine hits both alike.
+    """
+    best = {size: float("inf") for size in (0, *sizes)}
+    with fresh_schema("bench_growth") as schema, open_run(schema, "growth") as (run, task):
+        no_statistics(schema)
+        run.commit()  # the task is in the store from here on: every batch asks the store, as on a resume
+        rows = 0
+        for size in sizes:
+            while rows < size:  # grow the ledger the way a sync does; not measured
+                fill = min(size - rows, 100_000)
+                for item in task.iterate(uuid.uuid4().hex for _ in range(fill)):
+                    task.item_done(item)
+                run.commit()
+                rows += fill
+            for _ in range(rounds):
+                with fresh_schema("bench_empty") as empty_schema, open_run(empty_schema, "growth") as (run0, task0):
+                    no_statistics(empty_schema)
+                    run0.commit()
+                    empty = full = 0.0
+                    for _ in range(slices):
+                        empty += timed_window(run0, task0, window // slices, commit=False)
+                        full += timed_window(run, task, window // slices, commit=False)
+                    empty += timed_window(run0, task0, 0)
+                    full += timed_window(run, task, 0)
+                best[0], best[size] = min(best[0], empty), min(best[size], full)
+                rows += window
+        assert run.store.ledger_counts(run.run_id, "items").ok == rows
+    shown = ", ".join(f"{size:,} rows: {seconds:.3f} s" for size, seconds in sorted(best.items()))
+    print(f"{window:,} new IDs through task.iterate + item_done + commit, the ledger never analyzed, at {shown}")
+    return best
+
+
+def no_statistics(schema: str) -> None:
+    """What a bulk load on a server with autovacuum off meets: the planner never gets statistics."""
+    with psycopg.connect(URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("ALTER TABLE {} SET (autovacuum_enabled = false)").format(
+            sql.Identifier(schema, "ledger")))
+
+
+def timed_window(run: syncpoint.Run, task: syncpoint.Task, n: int, *, commit: bool = True) -> float:
+    """Seconds to put ``n`` new IDs through ``task.iterate`` + ``item_done`` (and commit)."""
+    ids = [uuid.uuid4().hex for _ in range(n)]
+    start = time.perf_counter()
+    for item in task.iterate(ids):
+        task.item_done(item)
+    if commit:
+        run.commit()
+    return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", type=int, default=1_000_000)
@@ -219,6 +284,8 @@ def main() -> None:
     through_run, apply_only = bench_ledger(ids)
     print(f"ratio pg_ledger_vs_raw_copy = {through_run:.2f}")
     print(f"(PostgresStore.apply alone: {apply_only:.2f})")
+    growth = bench_lookup_growth()
+    print(f"ratio pg_ledger_lookup_1m_vs_empty = {growth[1_000_000] / growth[0]:.2f}")
     through_run, apply_only = bench_cursor(args.commits)
     print(f"ratio pg_cursor_commit_vs_bare_upsert = {through_run:.2f}")
     print(f"(PostgresStore.apply alone: {apply_only:.2f})")

@@ -155,21 +155,17 @@ class Job:
         older_than: timedelta | None = None,
         statuses: Sequence[RunStatus] | None = None,
         dry_run: bool = False,
+        include_resumable: bool = False,
     ) -> list[RunRecord]:
-        """Delete runs beyond the ``keep`` newest and/or older than ``older_than``; never a live one."""
+        """Delete finished runs beyond the ``keep`` newest and/or older than ``older_than``; resumable ones
+        only in ``statuses`` or with ``include_resumable``; never a live one (``syncpoint.retention``)."""
+        from syncpoint import retention
+
         if keep is None and older_than is None:
             raise UsageError("cleanup needs --keep N and/or --older-than AGE")
-        runs = self.runs()
-        candidates = runs[keep:] if keep is not None else runs
-        if older_than is not None:
-            cutoff = utcnow() - older_than
-            candidates = [r for r in candidates if r.started_at < cutoff]
-        if statuses is not None:
-            candidates = [r for r in candidates if r.status in statuses]
-        doomed = [r for r in candidates if not self.is_live(r)]
-        if doomed and not dry_run:
-            self.store.apply(ChangeSet(run_deletes=[r.run_id for r in doomed]))
-        return doomed
+        doomed = retention.select(self.runs(), now=utcnow(), keep=keep, older_than=older_than, statuses=statuses,
+                                  include_resumable=include_resumable)
+        return retention.delete(self.store, self.name, doomed, dry_run=dry_run)
 
     # -- state ---------------------------------------------------------------------------------------
     def state(self) -> list[StateEntry]:

@@ -41,11 +41,11 @@ def test_delete_refuses_a_live_run_exit_75(store_url: str, holder: Holder) -> No
 
 
 def test_cleanup_never_removes_a_live_run(store_url: str, holder: Holder, invoke: Callable[..., Result]) -> None:
-    result = invoke("--store", store_url, "runs", "cleanup", "--keep", "0", "--json")
+    result = invoke("--store", store_url, "runs", "cleanup", "--keep", "0", "--include-resumable", "--yes", "--json")
     assert result.exit_code == 0, result.stderr
     removed = {r["run_id"] for r in json.loads(result.stdout)["removed"]}
     assert holder.run_id not in removed and len(removed) == 4
-    result = invoke("--store", store_url, "runs", "cleanup", "--keep", "0", "--status", "running")
+    result = invoke("--store", store_url, "runs", "cleanup", "--keep", "0", "--status", "running", "--yes")
     assert result.exit_code == 0 and "deleted 0 run(s)" in result.stdout
     with opened(store_url) as store:
         assert [r.run_id for r in store.list_runs()] == [holder.run_id]

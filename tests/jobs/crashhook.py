@@ -120,8 +120,8 @@ def install() -> None:
         if limit:
             init = jd.JsonDirStore.__init__
 
-            def __init__(self: Any, directory: Any, *, journal_limit: int = 0) -> None:
-                init(self, directory, journal_limit=int(limit))
+            def __init__(self: Any, directory: Any, *, journal_limit: int = 0, **options: Any) -> None:
+                init(self, directory, journal_limit=int(limit), **options)
 
             jd.JsonDirStore.__init__ = __init__  # type: ignore[method-assign]
     if not any("postgres" in arg for arg in sys.argv):  # importing psycopg is a third of a short job's start

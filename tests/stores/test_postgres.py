@@ -476,3 +476,45 @@ def test_apply_in_commits_and_rolls_back_with_the_callers_transaction(pg_url, pg
     with pytest.raises(TypeError):
         store.apply_in(object(), ChangeSet())
     store.close()
+
+
+# -- ledger reads that do not depend on statistics ------------------------------------------------------
+def _ledger_rows_read(plan: dict[str, object]) -> int:
+    """The most rows any scan of the ledger in ``plan`` produced, over all its loops."""
+    here = 0
+    if plan.get("Relation Name") == "ledger" or plan.get("Index Name") == "ledger_pkey":
+        here = int(plan["Actual Rows"]) * int(plan["Actual Loops"])  # type: ignore[call-overload]
+    children = plan.get("Plans", [])
+    assert isinstance(children, list)
+    return max([here, *(_ledger_rows_read(child) for child in children)])
+
+
+def test_ledger_reads_use_the_key_on_a_table_without_statistics(pg_url, pg_schema):
+    """Issue 11 item 6: with autovacuum off nothing ANALYZEs a fresh ledger, and the planner believed the task
+    had a handful of rows: each lookup of 500 IDs read (and filtered) all of the task's rows, and each page of
+    ``iter_ledger`` sorted them all. The store's queries must read only the rows they return."""
+    run_id, n = "20240101-000000-aaaaaa", 20_000
+    store = PostgresStore(pg_url, schema=pg_schema)
+    store.apply(run_and_task(run_id))
+    ids = sorted(f"id-{uuid.uuid4().hex}" for _ in range(n))
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        ledger = sql.Identifier(pg_schema, "ledger")
+        conn.execute(sql.SQL("ALTER TABLE {} SET (autovacuum_enabled = false)").format(ledger))
+        task_id = conn.execute(sql.SQL("SELECT id FROM {}").format(sql.Identifier(pg_schema, "tasks"))).fetchone()
+        assert task_id is not None
+        with conn.cursor().copy(sql.SQL("COPY {} (task_id, kind, item_id, outcome) FROM STDIN").format(ledger)) as cp:
+            for item_id in ids:
+                cp.write_row((task_id[0], 0, item_id, 0))
+        probe = ids[::200] + [f"new-{i}" for i in range(400)]
+        executed: list[tuple[bytes, tuple[object, ...]]] = []  # every read the store sends, as it sends it
+        fetch = store._fetch
+        store._fetch = lambda query, args: executed.append((query, tuple(args))) or fetch(query, args)  # type: ignore[method-assign]
+        assert store.ledger_lookup(run_id, "t1", probe) == {i: ItemOutcome.OK for i in ids[::200]}
+        assert [e.item_id for e in store.iter_ledger(run_id, "t1")] == ids
+        assert len(executed) == 1 + n // 5000 + 1
+        for query, args in executed:
+            [[plan]] = conn.execute(b"EXPLAIN (ANALYZE, FORMAT JSON) " + query, args).fetchone()
+            read = _ledger_rows_read(plan["Plan"])
+            wanted = len(probe) if any(isinstance(a, list) for a in args) else 5000  # a lookup, or a page
+            assert read <= wanted, f"read {read:,} ledger rows for {wanted:,}: {query.decode()}"
+    store.close()

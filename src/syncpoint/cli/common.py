@@ -6,7 +6,6 @@ import json
 import logging
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import click
@@ -29,20 +28,21 @@ class CliContext:
     checkpoint_dir: str | None = None
     log_format: str = "text"
     debug: bool = False
-    _stores: dict[str, Store] = field(default_factory=dict)
+    _stores: dict[tuple[str, bool, bool], Store] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
         return resolve_store_url(self.store_url, self.checkpoint_dir)
 
-    def store(self, url: str | None = None, *, create: bool = False) -> Store:
-        """Open the store (``url`` overrides the global choice). Without ``create`` it must exist already."""
+    def store(self, url: str | None = None, *, create: bool = False, read_only: bool = False) -> Store:
+        """Open the store (``url`` overrides the global choice). Without ``create`` it must exist already: a
+        command that does not create a store where there is none (usually the wrong directory or a typo).
+        ``read_only`` (the inspection commands) also migrates and writes nothing (see ``open_store``)."""
         url = url or self.url
-        if url not in self._stores:
-            if not create:
-                _check_exists(url)
-            self._stores[url] = connect(url)
-        return self._stores[url]
+        key = (url, create, read_only)
+        if key not in self._stores:
+            self._stores[key] = connect(url, create=create, read_only=read_only)
+        return self._stores[key]
 
     def close(self) -> None:
         for store in self._stores.values():
@@ -53,11 +53,11 @@ class CliContext:
         self._stores.clear()
 
 
-def connect(url: str) -> Store:
+def connect(url: str, *, create: bool = True, read_only: bool = False) -> Store:
     """``open_store`` with every way of not reaching the store turned into one line naming it and the fix."""
     shown = mask_url(url)
     try:
-        return open_store(url)
+        return open_store(url, create=create, read_only=read_only)
     except (UsageError, StoreError):
         raise
     except ModuleNotFoundError as exc:
@@ -75,22 +75,6 @@ def connect(url: str) -> Store:
             f"cannot reach store {shown}: {detail}; check that it is running and reachable, "
             "or choose another with --store URL / SYNCPOINT_STORE"
         ) from None
-
-
-def _check_exists(url: str) -> None:
-    """Read-only commands do not create a store where there is none: that is usually the wrong directory."""
-    path: Path | None = None
-    if url.startswith("sqlite:") or url.endswith((".db", ".sqlite", ".sqlite3")):
-        from syncpoint.stores import sqlite_target
-
-        path = Path(sqlite_target(url)[0])
-    elif url.startswith("json:"):
-        path = Path(url[len("json:") :])
-    if path is not None and not path.exists():
-        raise UsageError(
-            f"no checkpoint store at {path}; run this where your job keeps its checkpoints, "
-            "or pass --store URL / --checkpoint-dir DIR (or set SYNCPOINT_STORE)"
-        )
 
 
 pass_cli = click.make_pass_decorator(CliContext, ensure=True)

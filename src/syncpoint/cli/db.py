@@ -1,7 +1,9 @@
 """``syncpoint db migrate|status``: the PostgreSQL store's schema migrations (``stores.pg_migrations``).
 
-A PostgreSQL store migrates itself when opened, unless its URL says ``?migrate=false`` (a DBA reviews DDL
-first); these commands are for that case and for deploy scripts. Other stores need no migrations.
+A PostgreSQL store migrates itself when a job opens it, unless its URL says ``?migrate=false`` (a DBA
+reviews DDL first); these commands are for that case and for deploy scripts. The inspection commands never
+create or migrate a store, so ``db migrate`` is also how to create one ahead of the first run — on SQLite
+and JSON too, where it just creates the empty store (they have no migrations to show in ``db status``).
 """
 
 from __future__ import annotations
@@ -43,7 +45,16 @@ def db() -> None:
 @json_option
 @pass_cli
 def migrate(cli: CliContext, schema: str | None, as_json: bool) -> None:
-    """Apply the pending migrations in one transaction (safe to run twice, or from two machines at once)."""
+    """Apply the pending migrations in one transaction (safe to run twice, or from two machines at once).
+
+    On a SQLite or JSON store: create it if it does not exist yet (they need no migrations)."""
+    if not cli.url.startswith(POSTGRES_PREFIXES) and schema is None:
+        store = cli.store(create=True)
+        if as_json:
+            emit_json({"store": mask_url(store.location), "applied": [], "ready": True})
+        else:
+            click.echo(f"checkpoint store {mask_url(store.location)} is ready (it needs no migrations)")
+        return
     pgm, url = _migrations(cli)
     applied = pgm.migrate(url, schema)
     after = pgm.status(url, schema)
@@ -65,6 +76,8 @@ def status(cli: CliContext, schema: str | None, as_json: bool) -> None:
     """Show applied and pending migrations (does not migrate)."""
     pgm, url = _migrations(cli)
     found = pgm.status(url, schema)
+    if found.current is None:  # nothing to report on; often a typo in ?schema=
+        raise UsageError(pgm.missing_message_for(url, found.schema))
     if as_json:
         emit_json({"schema": found.schema, "applied": found.applied, "pending": found.pending,
                    "current": found.current, "latest": found.latest, "up_to_date": found.up_to_date,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from syncpoint import codec
+from syncpoint import codec, retention
 from syncpoint.cli.common import CliContext, check_job, confirm, console, emit_json, find_run, json_option, pass_cli
 from syncpoint.dates import parse_duration
 from syncpoint.errors import JobLocked, LockHolder, UsageError
@@ -45,7 +45,7 @@ def runs() -> None:
 def list_runs(cli: CliContext, job: str | None, statuses: tuple[str, ...], key: str | None, limit: int,
               as_json: bool) -> None:
     """List runs, newest first: ID, job, key, status, times, tasks done/total, items ok/failed, attempts."""
-    store = cli.store()
+    store = cli.store(read_only=True)
     if job is not None:
         check_job(store, job)
     found = store.list_runs(
@@ -68,7 +68,7 @@ def list_runs(cli: CliContext, job: str | None, statuses: tuple[str, ...], key: 
 @pass_cli
 def show_run(cli: CliContext, run_id: str, failed_limit: int, as_json: bool) -> None:
     """Show one run: config, params, tasks and cursors, counters, errors, failed items, phases."""
-    store = cli.store()
+    store = cli.store(read_only=True)
     detail = run_detail(store, find_run(store, run_id), failed_limit)
     if as_json:
         emit_json(detail.to_dict())
@@ -106,27 +106,47 @@ def _declined() -> int:
 @click.option("--keep", type=click.IntRange(min=0), metavar="N", help="Keep the N newest runs of each job.")
 @click.option("--older-than", metavar="AGE", help="Only runs started more than AGE ago (90s, 12h, 30d, 2w).")
 @click.option("--status", "-s", "statuses", type=STATUS_CHOICE, multiple=True,
-              help="Only runs in this status (repeatable).")
+              help="Only runs in this status (repeatable); resumable statuses too, when named.")
+@click.option("--include-resumable", is_flag=True,
+              help="Also delete runs that --resume would continue (running, interrupted, partial, failed).")
 @click.option("--dry-run", is_flag=True, help="Show what would be deleted; delete nothing.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @json_option
 @pass_cli
 def cleanup(cli: CliContext, jobs: tuple[str, ...], keep: int | None, older_than: str | None,
-            statuses: tuple[str, ...], dry_run: bool, as_json: bool) -> None:
-    """Delete old runs: beyond the --keep newest and/or older than --older-than. Never a running run."""
+            statuses: tuple[str, ...], include_resumable: bool, dry_run: bool, yes: bool, as_json: bool) -> None:
+    """Delete old finished runs: beyond the --keep newest and/or older than --older-than.
+
+    Finished: completed, or failed with its attempts used up. Runs that --resume would continue go only
+    when their --status is named or with --include-resumable; a run a live process works on, never.
+    Asks before deleting, unless --yes.
+    """
     age = parse_duration(older_than, what="--older-than") if older_than is not None else None
     if keep is None and age is None:
         raise UsageError("runs cleanup needs --keep N and/or --older-than AGE")
     store = cli.store()
     names = [check_job(store, j) for j in jobs] if jobs else store.list_jobs()
     chosen = [RunStatus(s) for s in statuses] or None
-    removed: list[RunRecord] = []
-    for name in names:
-        removed += Job(name, store=store).cleanup(keep=keep, older_than=age, statuses=chosen, dry_run=dry_run)
+    doomed = {
+        name: Job(name, store=store).cleanup(keep=keep, older_than=age, statuses=chosen,
+                                             include_resumable=include_resumable, dry_run=True)
+        for name in names
+    }
+    planned = [run for runs in doomed.values() for run in runs]
+    if planned and not dry_run:
+        for run in planned:
+            click.echo(f"  {_describe(run)}", err=True)
+        if not confirm(f"delete these {len(planned)} run(s)?", yes):
+            raise click.exceptions.Exit(_declined())
+        planned = [run for name, runs in doomed.items() for run in retention.delete(store, name, runs)]
     if as_json:
-        emit_json({"dry_run": dry_run, "removed": [codec.run_to_dict(r) for r in removed]})
+        emit_json({"dry_run": dry_run, "removed": [codec.run_to_dict(r) for r in planned]})
         return
     verb = "would delete" if dry_run else "deleted"
-    for run in removed:
-        started = f"{run.started_at:%Y-%m-%d}"
-        click.echo(f"{verb} run {run.run_id} of job {run.job!r} ({run.status.value}, started {started})")
-    click.echo(f"{verb} {len(removed)} run(s)")
+    for run in planned:
+        click.echo(f"{verb} {_describe(run)}")
+    click.echo(f"{verb} {len(planned)} run(s)")
+
+
+def _describe(run: RunRecord) -> str:
+    return f"run {run.run_id} of job {run.job!r} ({run.status.value}, started {run.started_at:%Y-%m-%d})"

@@ -26,7 +26,7 @@ def state() -> None:
 @pass_cli
 def show_state(cli: CliContext, job: str, as_json: bool) -> None:
     """Show JOB's bookmarks: key, value, when it was last set."""
-    store = cli.store()
+    store = cli.store(read_only=True)
     entries = Job(check_job(store, job), store=store).state()
     if as_json:
         emit_json([codec.state_to_dict(e) for e in entries])

@@ -20,7 +20,7 @@ from syncpoint.stores import mask_url
 @pass_cli
 def status(cli: CliContext, job: str | None, as_json: bool) -> None:
     """What is running now: per run, tasks done/total, items, records, current cursor, lock holder."""
-    store = cli.store()
+    store = cli.store(read_only=True)
     if job is not None:
         check_job(store, job)
     found = running_runs(store, job)

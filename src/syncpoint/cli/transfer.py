@@ -20,7 +20,7 @@ from syncpoint.stores import mask_url
 @pass_cli
 def export_command(cli: CliContext, jobs: tuple[str, ...], output: str | None) -> None:
     """Write runs, tasks, phases, ledgers and state as a JSON Lines dump: syncpoint export > dump.jsonl"""
-    store = cli.store()
+    store = cli.store(read_only=True)
     names = [check_job(store, j) for j in jobs] if jobs else None
     if output is None:
         if sys.stdout.isatty():

@@ -52,27 +52,40 @@ def resolve_store_url(store: str | None = None, checkpoint_dir: str | os.PathLik
     return f"sqlite:{directory / DEFAULT_FILE}"
 
 
-def open_store(url: str | None = None, *, checkpoint_dir: str | os.PathLike[str] | None = None) -> Store:
-    """Open the store a URL names (see the module docstring); a bad URL is a usage error (exit 64)."""
+def open_store(
+    url: str | None = None,
+    *,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    read_only: bool = False,
+    create: bool = True,
+) -> Store:
+    """Open the store a URL names (see the module docstring); a bad URL is a usage error (exit 64).
+
+    A job opens its store with the defaults: created (and migrated) if need be. Inspection opens it
+    ``read_only``: nothing is created, migrated or written, and it works where the files or the database
+    cannot be written. With ``read_only`` or ``create=False`` a store that does not exist — no SQLite file,
+    no JSON directory, no PostgreSQL schema, usually a typo or the wrong directory — is a usage error
+    naming it, instead of an empty store appearing.
+    """
     url = resolve_store_url(url, checkpoint_dir)
     if "\x00" in url:
         raise UsageError("store URL contains a NUL character")
     if url.startswith(("postgresql://", "postgres://")):
         from syncpoint.stores.postgres import PostgresStore
 
-        return PostgresStore(url)
+        return PostgresStore(url, read_only=read_only, create=create)
     if url.startswith("json:"):
         from syncpoint.stores.jsondir import JsonDirStore
 
         directory = url[len("json:") :]
         if not directory:
             raise UsageError("json: store URL needs a directory, e.g. json:.checkpoints")
-        return JsonDirStore(directory)
+        return JsonDirStore(directory, read_only=read_only, create=create)
     if url.startswith("sqlite:") or url.endswith((".db", ".sqlite", ".sqlite3")):
         from syncpoint.stores.sqlite import SQLiteStore
 
         path, options = sqlite_target(url)
-        return SQLiteStore(path, synchronous=options)
+        return SQLiteStore(path, synchronous=options, read_only=read_only, create=create)
     raise UsageError(
         f"unknown store {mask_url(url)!r}; use sqlite:PATH, json:DIR or postgresql://user@host/db"
     )

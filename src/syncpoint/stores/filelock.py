@@ -76,9 +76,16 @@ class LockDirectory:
         return FileJobLock(fd, holder)
 
     def holder(self, job: str) -> LockHolder | None:
-        if not self._path(job).exists():
+        """A probe; it creates nothing and needs no write access (``flock`` works on a read-only descriptor),
+        so a store can be inspected where its files cannot be written (another user's, a read-only mount)."""
+        try:
+            fd = os.open(self._path(job), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
             return None
-        fd = self._open(job)
+        except OSError as exc:
+            raise StoreUnavailable(
+                f"cannot read the lock file {self._path(job)}: {exc.strerror}; check its permissions"
+            ) from None
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)

@@ -70,7 +70,7 @@ from pathlib import Path
 from typing import Any
 
 from syncpoint import codec
-from syncpoint.errors import CorruptState, LockHolder, SchemaTooNew, StoreError, StoreUnavailable
+from syncpoint.errors import CorruptState, LockHolder, SchemaTooNew, StoreError, StoreUnavailable, UsageError
 from syncpoint.model import (
     FailedItem,
     LedgerCounts,
@@ -513,9 +513,20 @@ def _parse_intent(raw: bytes, where: Path) -> list[Op]:
 class JsonDirStore(Store):
     """Checkpoints as a directory of JSON files (see the module docstring for the layout and guarantees)."""
 
-    def __init__(self, directory: str | os.PathLike[str], *, journal_limit: int = JOURNAL_LIMIT) -> None:
+    def __init__(
+        self, directory: str | os.PathLike[str], *, journal_limit: int = JOURNAL_LIMIT, read_only: bool = False,
+        create: bool = True,
+    ) -> None:
+        """``read_only``: for inspection, never creates or writes (only a crashed commit is still rolled
+        forward, when the directory allows it); ``create=False``: a missing directory is an error (exit 64)."""
         self.directory = Path(directory)
         self.location = str(directory)
+        self.read_only = read_only
+        if (read_only or not create) and not self.directory.is_dir():
+            raise UsageError(
+                f"no checkpoint store at {self.directory}; a job's first run creates it (or `syncpoint db "
+                "migrate`): run this where your job keeps its checkpoints, or pass --store URL / --checkpoint-dir DIR"
+            )
         if journal_limit < 1:
             raise ValueError(f"journal_limit must be at least 1, not {journal_limit}")
         self.journal_limit = journal_limit
@@ -628,6 +639,8 @@ class JsonDirStore(Store):
     def apply(self, changes: ChangeSet) -> None:
         if not changes:
             return
+        if self.read_only:
+            raise StoreError(f"{self.directory} was opened read-only (for inspection); nothing was written")
         with self._writing():
             plan = _Plan(self)
             ops = plan.build(changes)

@@ -58,6 +58,8 @@ __all__ = [
     "first_line",
     "migrate",
     "migrate_on",
+    "missing_message",
+    "missing_message_for",
     "parse_url",
     "render",
     "status",
@@ -298,6 +300,21 @@ def check_current(
     if found.too_new:
         _refuse_newer(_applied(conn, schema), available(directory), where)
     return found
+
+
+def missing_message(conn: psycopg.Connection[Any], schema: str, where: str) -> str:
+    """The one line for a schema that holds no store (often a typo in ``?schema=``), naming the fix."""
+    exists = conn.execute("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %s", (schema,)).fetchone()
+    what = f"schema {schema} has no syncpoint store" if exists else f"schema {schema} does not exist"
+    return (f"{what} in {where}; check ?schema= in --store, or create it with `syncpoint db migrate` "
+            "(a job's first run creates it too)")
+
+
+def missing_message_for(conninfo: str | PgTarget, schema: str | None = None) -> str:
+    """``missing_message`` on a connection of its own."""
+    target = _target(conninfo, schema)
+    with _connection(target) as conn:
+        return missing_message(conn, target.schema, target.location)
 
 
 def _refuse_newer(applied: dict[int, str], known: list[Migration], where: str) -> None:

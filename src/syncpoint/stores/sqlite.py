@@ -5,6 +5,15 @@ commit is in the WAL before ``apply`` returns; only a power loss or kernel crash
 commits. ``?sync=full`` fsyncs every commit and survives power loss too, at roughly a tenth of the commit
 rate (measured here: 3.3k vs 33k commits/s).
 
+Inspection (``read_only=True``, what ``syncpoint runs list`` and the other read-only commands use) creates,
+migrates and writes nothing (``PRAGMA query_only``). Where the file or its directory cannot be written it
+opens the file ``mode=ro``, so it works on a store another user owns or on a read-only mount. In WAL mode
+a reader needs the ``-shm`` file beside the database: SQLite creates it if it can, and reads a read-only
+one when a writer left it there (a live run). When neither is possible (a read-only directory and no
+process has the database open: no ``-wal``, no ``-shm``), nothing can be writing it, and the database is
+read as ``immutable`` — a snapshot; a run starting meanwhile is not seen by that command.
+``create=False`` refuses to create a store that does not exist (exit 64, naming it).
+
 Care taken, after python-diskcache: a connection is never carried across ``fork`` (we reopen when the pid
 changes); writes take ``BEGIN IMMEDIATE`` so a writer never upgrades a read lock and deadlocks; a busy
 database is retried for a bounded time (``busy_timeout``) before it is reported as locked. Ledger rows are
@@ -25,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from syncpoint import codec
-from syncpoint.errors import CorruptState, LockHolder, SchemaTooNew, StoreError, StoreUnavailable
+from syncpoint.errors import CorruptState, LockHolder, SchemaTooNew, StoreError, StoreUnavailable, UsageError
 from syncpoint.model import (
     FailedItem,
     LedgerCounts,
@@ -114,11 +123,20 @@ _RUN_COLUMNS = (
 class SQLiteStore(Store):
     """Checkpoints in one SQLite file; job locks are ``flock``-ed files beside it."""
 
-    def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "normal") -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, synchronous: str = "normal", read_only: bool = False,
+        create: bool = True,
+    ) -> None:
         if synchronous not in ("normal", "full"):
             raise StoreError(f"sqlite sync must be 'normal' or 'full', not {synchronous!r}")
         self.path = Path(path)
         self.location = str(self.path)
+        self.read_only = read_only
+        if (read_only or not create) and not self.path.is_file():
+            raise UsageError(
+                f"no checkpoint store at {self.path}; a job's first run creates it (or `syncpoint db migrate`): "
+                "run this where your job keeps its checkpoints, or pass --store URL / --checkpoint-dir DIR"
+            )
         self._synchronous = synchronous.upper()
         self._locks = LockDirectory(self.path.parent / f"{self.path.name}.locks")
         self._mutex = threading.RLock()
@@ -132,6 +150,10 @@ class SQLiteStore(Store):
         if self._conn is not None and self._pid == os.getpid():
             return self._conn
         self._task_ids.clear()
+        if self.read_only:
+            conn = self._open_read_only()
+            self._conn, self._pid = conn, os.getpid()
+            return conn
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -156,6 +178,51 @@ class SQLiteStore(Store):
                 conn.close()
                 raise
         self._conn, self._pid = conn, os.getpid()
+        return conn
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        """Where we could write: an ordinary connection with ``query_only`` (so that, like any last reader, it
+        checkpoints and removes the ``-wal`` and ``-shm`` files it made when it closes; a ``mode=ro``
+        connection would leave them behind). Elsewhere ``mode=ro``, and ``immutable`` only where WAL mode
+        leaves no other way and nobody has the file open."""
+        uri = self.path.resolve().as_uri()
+        with self._translate():
+            if os.access(self.path, os.W_OK) and os.access(self.path.parent, os.W_OK):
+                conn = self._connect_uri(f"{uri}?mode=rw")
+                conn.execute("PRAGMA query_only = ON")
+                return conn
+            try:
+                return self._connect_uri(f"{uri}?mode=ro")
+            except sqlite3.OperationalError as exc:
+                wal = self.path.with_name(self.path.name + "-wal")
+                if "unable to open" not in str(exc) or wal.exists():
+                    raise
+            return self._connect_uri(f"{uri}?mode=ro&immutable=1")
+
+    def _connect_uri(self, uri: str) -> sqlite3.Connection:
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=10.0)
+        try:
+            conn.execute("PRAGMA busy_timeout = 10000")
+            conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+            try:
+                row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            except sqlite3.OperationalError as exc:
+                if "no such table" not in str(exc):
+                    raise
+                row = None
+            if row is None:
+                raise UsageError(
+                    f"{self.path} holds no syncpoint checkpoints yet; a job's first run creates them "
+                    "(or `syncpoint db migrate`)"
+                )
+            if int(row[0]) > SCHEMA_VERSION:
+                raise SchemaTooNew(
+                    f"{self.path} was written by a newer syncpoint (schema {row[0]}, this one knows "
+                    f"{SCHEMA_VERSION}); upgrade syncpoint"
+                )
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
@@ -224,6 +291,8 @@ class SQLiteStore(Store):
     def apply(self, changes: ChangeSet) -> None:
         if not changes:
             return
+        if self.read_only:
+            raise StoreError(f"{self.path} was opened read-only (for inspection); nothing was written")
         with self._mutex, self._translate():
             conn = self._connect()
             conn.execute("BEGIN IMMEDIATE")
