@@ -64,7 +64,8 @@ def latest_run(tmp_path: Path) -> str:
         return opened.list_runs("tk-loader", limit=1)[0].run_id
 
 
-def test_faults_failed_items_failed_loaders_then_retry_failed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("concurrency", ["1", "8"])
+def test_faults_failed_items_failed_loaders_then_retry_failed(tmp_path: Path, concurrency: str) -> None:
     """5xx/429/drops are retried; malformed records are failed items (visible in ``runs show``); a 404 loader
     and a 500-after-retries loader fail alone; ``--resume-run RUN --retry-failed`` loads what was fixed."""
     faults = FaultPlan(schedule=[503, None, 429, None, "drop", None, 502], error_rate=0.05, rate_limit_rate=0.04,
@@ -78,7 +79,8 @@ def test_faults_failed_items_failed_loaders_then_retry_failed(tmp_path: Path) ->
         server.malform("Document", bad_doc)
         server.fail_entity("Agendapunt", 404)
         server.fail_entity("Vergadering", 500)
-        code = run_program(args(server, tmp_path, "--start-date", since, "--retry-attempts", "4"), log)
+        code = run_program(args(server, tmp_path, "--start-date", since, "--retry-attempts", "4",
+                                "--concurrency", concurrency), log)
         assert code == 1, log.read_text()[-3000:]  # a loader failed with a retryable error
         db = tmp_path / "tk.db"
         for entity in ("Zaak", "Document", "Activiteit"):
@@ -101,7 +103,8 @@ def test_faults_failed_items_failed_loaders_then_retry_failed(tmp_path: Path) ->
         server.fail_entity("Agendapunt", None)
         server.fail_entity("Vergadering", None)
         before = dict(server.stats.pages)
-        code = run_program(args(server, tmp_path, "--resume-run", run_id, "--retry-failed"), log)
+        code = run_program(args(server, tmp_path, "--resume-run", run_id, "--retry-failed",
+                                "--concurrency", concurrency), log)
         assert code == 0, log.read_text()[-3000:]
         for entity, table in TABLES.items():
             assert rows(db, table) == server.expected(entity, since), entity  # --start-date kept by the run
@@ -112,9 +115,10 @@ def test_faults_failed_items_failed_loaders_then_retry_failed(tmp_path: Path) ->
         assert all(n == 1 for n in counts.values())  # no kills: every record was written exactly once
 
 
-def test_sigkill_at_random_moments_then_resume_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("concurrency", ["1", "8"])
+def test_sigkill_at_random_moments_then_resume_loses_and_duplicates_nothing(tmp_path: Path, concurrency: str) -> None:
     """Killed at random pages and resumed until done: every record present; re-written at most one page per kill
-    (the page in flight between its commit in the destination and the checkpoint's)."""
+    (the page in flight between its commit in the destination and the checkpoint's), with 8 writers too."""
     rng = random.Random(5)
     page = 25
     log = tmp_path / "stderr.log"
@@ -122,7 +126,7 @@ def test_sigkill_at_random_moments_then_resume_loses_and_duplicates_nothing(tmp_
         bad = server.records["Document"][60]["Id"]
         server.malform("Document", [bad])
         kills = kill_until_done(
-            lambda attempt: args(server, tmp_path, *(["--resume"] if attempt else [])),
+            lambda attempt: args(server, tmp_path, "--concurrency", concurrency, *(["--resume"] if attempt else [])),
             server.watch, lambda: sum(server.stats.pages.values()), steps=lambda: rng.randint(2, 7),
             log=log, kills_wanted=5,
         )
