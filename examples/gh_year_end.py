@@ -178,6 +178,8 @@ class Collector:
         """
         repo = task.name[: -len(endpoint) - 1]
         cursor = task.cursor if isinstance(task.cursor, dict) else None
+        halt.check()
+        self.run.checkpoint()  # a stop came while this task was being handed out: not one request more
         try:
             with JsonlAppender(self.settings.jsonl(repo, endpoint), int(cursor["bytes"]) if cursor else 0) as out:
                 if cursor is None or cursor.get("next") is not None:
