@@ -7,6 +7,7 @@
     python examples/dip_sync.py sync-drucksachen --resume --end 2024-01-01   # --end overrides the checkpoint
     python examples/dip_sync.py sync-all                         # all eight, one after the other
     python examples/dip_sync.py sync-all --resume-all            # skip the finished ones, resume the stopped one
+    python examples/dip_sync.py sync-all --concurrency 4         # four syncs at once (threads, one run each)
 
 Commands: sync-personen, sync-vorgaenge, sync-vorgangspositionen, sync-aktivitaeten, sync-drucksachen,
 sync-drucksache-texte, sync-plenarprotokolle, sync-plenarprotokoll-texte, sync-all. Each writes one table
@@ -97,11 +98,16 @@ def sync_entity(name: str, settings: Settings, options: syncpoint.RunOptions, co
 
 
 def sync_all(settings: Settings, options: syncpoint.RunOptions, *, resume_all: bool = False,
-             connect: Connect | None = None) -> int:
-    """All eight jobs in order as one pipeline, itself resumable with ``resume_all``; the exit code."""
+             connect: Connect | None = None, concurrency: int = 1) -> int:
+    """All eight jobs as one pipeline, itself resumable with ``resume_all``; the exit code.
+
+    ``concurrency`` > 1 runs that many jobs at once, each in a thread with its own run, HTTP client and
+    SQLite connection (its own table; the connections wait for each other's short write transactions).
+    """
     options = original_store(options)
     steps = [(name, functools.partial(sync_entity, name, settings, connect=connect)) for name in ENTITIES]
-    return Pipeline("sync-all", steps, config=settings.config()).execute(options, resume_all=resume_all)
+    pipeline = Pipeline("sync-all", steps, config=settings.config(), concurrency=concurrency)
+    return pipeline.execute(options, resume_all=resume_all)
 
 
 # -- the command line --------------------------------------------------------------------------------------
@@ -165,13 +171,17 @@ for _name in ENTITIES:
     _entity_command(_name)
 
 
-@cli.command("sync-all", cls=syncpoint.Command, help="Run all eight syncs in order (a resumable pipeline).")
+@cli.command("sync-all", cls=syncpoint.Command,
+             help="Run all eight syncs in order (a resumable pipeline), or --concurrency N of them at once.")
 @dip_options
 @click.option("--resume-all", is_flag=True,
-              help="Continue the last unfinished pass: skip finished syncs, resume the stopped one.")
+              help="Continue the last unfinished pass: skip finished syncs, resume the stopped ones.")
+@click.option("--concurrency", type=click.IntRange(1, 8), default=1, show_default=True, metavar="N",
+              help="Syncs run at once, each in a thread with its own checkpoint and table. 1 keeps the original "
+                   "order and one request at a time against the API; try 2-4 if your API key's rate limit allows.")
 @syncpoint.click_options
-def sync_all_command(sync: syncpoint.RunOptions, resume_all: bool, **flags: Any) -> None:
-    raise SystemExit(sync_all(settings_from(**flags), sync, resume_all=resume_all))
+def sync_all_command(sync: syncpoint.RunOptions, resume_all: bool, concurrency: int, **flags: Any) -> None:
+    raise SystemExit(sync_all(settings_from(**flags), sync, resume_all=resume_all, concurrency=concurrency))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@
 
 Phases ``discovery`` (the org's repositories) → ``pulls`` → ``issues``; one task per repository and endpoint
 (``acme/repo1:pulls``) whose cursor is the next page's URL and the byte length of its JSONL file at that
-point. Output under ``--out`` (default ``data``)::
+point. ``--concurrency N`` (default 4) fetches N repositories of a phase at once, one thread each; every
+task appends only to its own file, so the per-file checkpointed length stays exact. Output under ``--out``
+(default ``data``)::
 
     raw/year=2025/source=github/target=acme/
         repos.json                  the repositories found in discovery (written atomically)
@@ -29,11 +31,12 @@ import json
 import logging
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 import click
 
@@ -59,6 +62,7 @@ class Settings:
     per_page: int = 100
     from_repo: str | None = None
     job: str = "gh-year-end"
+    concurrency: int = 4
 
     @property
     def target(self) -> Path:
@@ -146,6 +150,7 @@ class Collector:
 
     # -- one phase: an endpoint of every repo ------------------------------------------------------------
     def phase(self, client: HttpClient, endpoint: str, repos: list[str]) -> None:
+        """Every repository's ``endpoint``, ``--concurrency`` at a time; each task writes only its own file."""
         if self.run.phase_done(endpoint) and not self.run.retry_failed:  # --retry-failed: its 404/451s again
             return
         start_from = None
@@ -154,34 +159,45 @@ class Collector:
                 raise syncpoint.UsageError(f"--from-repo {self.settings.from_repo}: not a repository of this run")
             start_from = f"{self.settings.from_repo}:{endpoint}"
         suffix = f":{endpoint}"
-        for task in self.run.tasks(start_from=start_from):
-            if task.name.endswith(suffix):
-                self.collect_task(client, task, endpoint)
+        names = [t.name for t in self.run.all_tasks() if t.name.endswith(suffix)]
+        halt = Halt()
+        self.run.map(lambda task: self.collect_task(client, task, endpoint, halt),
+                     self.run.pending_tasks(names, start_from=start_from), concurrency=self.settings.concurrency)
+        halt.reraise()
         mine = [t for t in self.run.all_tasks() if t.name.endswith(suffix)]
         if all(_finished(t.record) for t in mine):
             self.run.complete_phase(endpoint)
 
-    def collect_task(self, client: HttpClient, task: syncpoint.Task, endpoint: str) -> None:
+    def collect_task(self, client: HttpClient, task: syncpoint.Task, endpoint: str, halt: Halt) -> None:
+        """One repository's endpoint, page by page (``run.map`` started the task and completes or fails it).
+
+        An ``HttpError`` fails the task (404/451 for good, exhausted retries retryable) and the others go on.
+        Anything else — a rate limit, a JSONL file changed behind our back, a full disk — ends the run as it
+        did before the tasks ran in parallel: the task stays in progress at its cursor (a resume continues
+        there), the other workers stop at their next page, and the error is raised once the map is done.
+        """
         repo = task.name[: -len(endpoint) - 1]
         cursor = task.cursor if isinstance(task.cursor, dict) else None
-        task.start()
+        halt.check()
+        self.run.checkpoint()  # a stop came while this task was being handed out: not one request more
         try:
             with JsonlAppender(self.settings.jsonl(repo, endpoint), int(cursor["bytes"]) if cursor else 0) as out:
                 if cursor is None or cursor.get("next") is not None:
                     resume = cursor.get("next") if cursor else None
                     for page in paginate_link(client, f"/repos/{repo}/{endpoint}", self.settings.params(endpoint),
                                               resume=resume):
+                        halt.check()  # another worker hit a rate limit or an error: stop before writing
                         self.run.checkpoint()  # a stop asked for while the page was on its way: drop it
                         size = out.append({"source": "github_rest", "repo": repo, "endpoint": endpoint, "data": item}
                                           for item in page.items)
                         task.set_cursor({"next": page.next_state, "bytes": size}, pages=1, records=len(page.items))
-        except RateLimited:  # every later request would wait as long: end the run; a resume continues here
-            raise
+        except RateLimited as err:  # every later request would wait as long: end the run; a resume continues
+            halt.stop(err)
         except HttpError as err:  # 404/451 fail for good, other exhausted retries are retryable; the run goes on
-            task.fail(err)
             log.warning("%s failed%s: %s", task.name, " (retryable)" if err.retryable else "", err)
-            return
-        task.complete()
+            raise
+        except Exception as err:
+            halt.stop(err)
 
     # -- the manifest ------------------------------------------------------------------------------------
     def write_manifest(self, repos: list[str]) -> None:
@@ -192,6 +208,32 @@ class Collector:
             return
         write_json_atomic(self.settings.target / "manifest.json", manifest(self.run, self.settings, repos, records))
         log.info("manifest written: %s", self.settings.target / "manifest.json")
+
+
+class Halt:
+    """The first error that ends the run, shared by a phase's workers: the others stop at their next page.
+
+    The task that hit it is not recorded as failed (``run.map`` records nothing for a ``Stopped`` worker),
+    so it stays in progress at its cursor, and ``reraise`` raises the error once the map is over.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.error: Exception | None = None
+
+    def stop(self, error: Exception) -> NoReturn:
+        with self._lock:
+            if self.error is None:
+                self.error = error
+        raise syncpoint.Stopped(f"stopped by an error in another task: {error}", syncpoint.EXIT_FAILED)
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise syncpoint.Stopped(f"stopped by an error in another task: {self.error}", syncpoint.EXIT_FAILED)
+
+    def reraise(self) -> None:
+        if self.error is not None:
+            raise self.error
 
 
 def _finished(record: syncpoint.TaskRecord) -> bool:
@@ -397,11 +439,15 @@ def _fsync_dir(directory: Path) -> None:
 @click.option("--per-page", type=click.IntRange(1, 100), default=100, show_default=True, help="Records per page.")
 @click.option("--from-repo", metavar="OWNER/REPO", help="Skip the repositories before this one.")
 @click.option("--job", "job_name", default="gh-year-end", show_default=True, help="Job name in the store.")
+@click.option("--concurrency", type=click.IntRange(1, 64), default=4, show_default=True, metavar="N",
+              help="Repositories fetched at once (one thread each, every one writing only its own JSONL file); "
+                   "1 fetches them one after the other.")
 @click.option("--stats", "stats_only", is_flag=True,
               help="Print the latest run's repositories by status (complete, in progress, pending, failed) and exit.")
 @syncpoint.click_options
 def main(org: str, year: int, token: str | None, endpoints: str, out: Path, base_url: str, per_page: int,
-         from_repo: str | None, job_name: str, stats_only: bool, sync: syncpoint.RunOptions) -> None:
+         from_repo: str | None, job_name: str, concurrency: int, stats_only: bool,
+         sync: syncpoint.RunOptions) -> None:
     """Collect a year of pull requests and issues of every repository of ORG; resumable at the page."""
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request is too chatty
     chosen = tuple(e.strip() for e in endpoints.split(",") if e.strip())
@@ -412,7 +458,8 @@ def main(org: str, year: int, token: str | None, endpoints: str, out: Path, base
         raise SystemExit(show_stats(Settings(org, year, "", chosen, out, job=job_name), sync))
     if not token:
         raise click.UsageError("a token is required: --token TOKEN or the GITHUB_TOKEN environment variable")
-    settings = Settings(org, year, token, chosen, out, base_url.rstrip("/"), per_page, from_repo, job_name)
+    settings = Settings(org, year, token, chosen, out, base_url.rstrip("/"), per_page, from_repo, job_name,
+                        concurrency)
     raise SystemExit(collect(settings, sync))
 
 

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -65,12 +66,18 @@ class Destination(Protocol):
 
 
 class SqliteDestination:
-    """One table per endpoint (``drucksache-text`` → ``drucksache_text``): ``id``, ``aktualisiert``, ``data``."""
+    """One table per endpoint (``drucksache-text`` → ``drucksache_text``): ``id``, ``aktualisiert``, ``data``.
+
+    Safe from several threads: one instance serialises its connection with a lock, and instances (one per
+    job of ``dip_sync.py sync-all --concurrency N``) wait for each other's write transactions (WAL,
+    ``BEGIN IMMEDIATE``, a busy timeout).
+    """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = str(path)
-        self.conn = sqlite3.connect(self.path, isolation_level=None)
+        self._mu = threading.Lock()
+        self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self.conn.execute("PRAGMA journal_mode=WAL")
         # FULL: a page is on disk before the checkpoint that counts on it commits, even across a power cut.
         self.conn.execute("PRAGMA synchronous=FULL")
@@ -94,10 +101,13 @@ class SqliteDestination:
         return table
 
     def write(self, endpoint: str, docs: Sequence[Mapping[str, Any]]) -> None:
-        table = self._ensure(endpoint)
-        if not docs:
-            return
         rows = [(str(d["id"]), str(d["aktualisiert"]), json.dumps(d, ensure_ascii=False)) for d in docs]
+        with self._mu:
+            self._write(self._ensure(endpoint), rows)
+
+    def _write(self, table: str, rows: list[tuple[str, str, str]]) -> None:
+        if not rows:
+            return
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             self.conn.executemany(
@@ -111,11 +121,13 @@ class SqliteDestination:
         self.conn.execute("COMMIT")
 
     def count(self, endpoint: str) -> int:
-        row = self.conn.execute(f'SELECT count(*) FROM "{self._ensure(endpoint)}"').fetchone()
+        with self._mu:
+            row = self.conn.execute(f'SELECT count(*) FROM "{self._ensure(endpoint)}"').fetchone()
         return int(row[0])
 
     def close(self) -> None:
-        self.conn.close()
+        with self._mu:
+            self.conn.close()
 
 
 # -- the sync ----------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""A pipeline: jobs run one after the other (``sync-all``), itself resumable.
+"""A pipeline: jobs run one after the other (``sync-all``), or a few at once, itself resumable.
 
     pipeline = Pipeline("sync-all", steps=[
         ("vorgaenge", lambda options: vorgaenge.execute(options, sync_vorgaenge)),
@@ -17,6 +17,12 @@ unfinished pipeline run: members that completed in it are not run again, the fir
 its own run from its checkpoint (``--resume-run`` with the run ID the pipeline recorded), and the rest
 start fresh. Without it, a new pipeline pass starts and every member gets the options as given.
 
+``concurrency=N`` runs up to N members at once, each in a worker thread with its own run (``run.map`` over
+the pipeline's tasks). A signal reaches every member's run (``syncpoint.signals``: runs opened off the main
+thread follow the main one), so each stops at its own next safe point and commits; after the first member
+that does not exit 0 no other member starts, the ones running finish, and that first code is the
+pipeline's. Members must then not share anything that is not safe from several threads.
+
 Options for members: each gets the pipeline's ``RunOptions`` (store, budgets, flags) plus
 ``params={"pipeline": name, "pipeline_run": run_id}`` so that its run can be found again even if the
 pipeline process died before recording it. ``--max-seconds`` is a budget for the whole pipeline (each
@@ -27,6 +33,7 @@ checkpoints in the pipeline's store.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -46,6 +53,7 @@ log = logging.getLogger("syncpoint.pipeline")
 Step = Callable[[RunOptions], int]
 STOP_CODES = (EXIT_PARTIAL, EXIT_SIGINT, EXIT_SIGTERM)
 LOOKBACK = 50  # member runs searched for the one a pipeline run started
+MEMBER_GRACE = 60.0  # after a signal, members in flight stop at their own next safe point and commit
 
 
 class Pipeline:
@@ -59,8 +67,12 @@ class Pipeline:
         store: Store | str | None = None,
         checkpoint_dir: str | None = None,
         config: dict[str, Any] | None = None,
+        concurrency: int = 1,
     ) -> None:
         self.name = check_job_name(name)
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise UsageError(f"pipeline {name!r}: concurrency must be a positive integer, got {concurrency!r}")
+        self.concurrency = concurrency
         if not steps:
             raise UsageError(f"pipeline {name!r} has no steps")
         self.steps = [(check_job_name(job), step) for job, step in steps]
@@ -96,37 +108,70 @@ class Pipeline:
     # -- the pass -------------------------------------------------------------------------------------------
     def _body(self, job: Job, run: Run, options: RunOptions) -> None:
         started = time.monotonic()
+        names = [name for name, _ in self.steps]
+        self._halt: Stopped | None = None
+        self._mu = threading.Lock()
+        if self.concurrency == 1:
+            for task in run.tasks(names):
+                self._member(job, run, options, task, started)
+                if self._halted():
+                    break
+        else:
+            pending = run.pending_tasks(names)
+            offered = (task for task in pending if not self._halted())  # nothing new after a member's failure
+            run.map(lambda task: self._member(job, run, options, task, started), offered,
+                    concurrency=self.concurrency, grace=MEMBER_GRACE)
+        if self._halt is not None:
+            raise self._halt
+
+    def _halted(self) -> bool:
+        with self._mu:
+            return self.result is not None or self._halt is not None
+
+    def _finish(self, code: int, stop: Stopped | None = None) -> None:
+        """A member that did not exit 0: the first one's code is the pipeline's; no member starts after it."""
+        with self._mu:
+            if self.result is None:
+                self.result = code
+            if stop is not None and self._halt is None:
+                self._halt = stop
+
+    def _member(self, job: Job, run: Run, options: RunOptions, task: Task, started: float) -> None:
+        """One member job, start to end (in a worker thread with ``concurrency`` > 1)."""
         steps = dict(self.steps)
-        for task in run.tasks([name for name, _ in self.steps]):
-            member = self._member_run(job.store, task, run)
-            if member is not None and member.status is RunStatus.COMPLETED:
-                log.info("pipeline %s: job %s already completed (run %s)", self.name, task.name, member.run_id)
-                self._record(task, member, EXIT_OK)
-                task.complete()
-                continue
-            member_options = self._options(options, run, member, started)
-            log.info(
-                "pipeline %s: job %s (%d of %d)%s", self.name, task.name, task.record.position + 1,
-                len(self.steps), f", resuming run {member_options.resume_run}" if member_options.resume_run else "",
-            )
-            task.start()
-            run.commit()
-            try:
-                code = steps[task.name](member_options)
-            except Exception as exc:
-                log.error("pipeline %s: job %s raised %s", self.name, task.name, exc, exc_info=exc)
-                task.fail(f"job {task.name} raised {type(exc).__name__}: {exc}", retryable=True)
-                self.result = 1
-                return
-            self._record(task, self._member_run(job.store, task, run), code)
-            if code == EXIT_OK:
-                task.complete()
-                continue
-            self.result = code
-            if code in STOP_CODES:
-                raise Stopped(f"job {task.name} stopped with exit code {code}", code)
-            task.fail(f"job {task.name} exited with code {code}", retryable=True)
+        member = self._member_run(job.store, task, run)
+        if member is not None and member.status is RunStatus.COMPLETED:
+            log.info("pipeline %s: job %s already completed (run %s)", self.name, task.name, member.run_id)
+            self._record(task, member, EXIT_OK)
+            task.complete()
             return
+        try:
+            member_options = self._options(options, run, member, started)
+        except Stopped as stop:  # the pipeline's time budget is used up
+            self._finish(stop.exit_code, stop)
+            return
+        log.info(
+            "pipeline %s: job %s (%d of %d)%s", self.name, task.name, task.record.position + 1,
+            len(self.steps), f", resuming run {member_options.resume_run}" if member_options.resume_run else "",
+        )
+        task.start()
+        run.commit()
+        try:
+            code = steps[task.name](member_options)
+        except Exception as exc:
+            log.error("pipeline %s: job %s raised %s", self.name, task.name, exc, exc_info=exc)
+            task.fail(f"job {task.name} raised {type(exc).__name__}: {exc}", retryable=True)
+            self._finish(1)
+            return
+        self._record(task, self._member_run(job.store, task, run), code)
+        if code == EXIT_OK:
+            task.complete()
+            return
+        if code in STOP_CODES:
+            self._finish(code, Stopped(f"job {task.name} stopped with exit code {code}", code))
+            return
+        task.fail(f"job {task.name} exited with code {code}", retryable=True)
+        self._finish(code)
 
     def _options(self, options: RunOptions, run: Run, member: RunRecord | None, started: float) -> RunOptions:
         resume = member is not None and run.resumed

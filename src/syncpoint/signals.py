@@ -27,8 +27,18 @@ def exit_code_for(signum: int) -> int:
     return EXIT_SIGTERM if signum == signal.SIGTERM else EXIT_SIGINT
 
 
+_followers: set[SignalWatch] = set()
+"""Watches entered off the main thread (a pipeline's members run by worker threads): Python delivers signals
+to the main thread only, so the main thread's watch passes each signal on to them."""
+_heard: int | None = None  # the signal the main thread's watch received; a follower entering later hears it
+
+
 class SignalWatch:
     """Context manager installing the handlers for a run.
+
+    Off the main thread no handler can be installed; the watch then follows the main thread's watch (the
+    run that started the threads): a signal it receives reaches every follower's run too, so runs working
+    in threads stop at their next safe point like the main one.
 
     On exit it restores the previous handlers — unless a signal arrived: then the program is on its way out
     and the handlers become "exit at once" (``exit_at_once_on_signal``) in the same step, so there is no
@@ -49,16 +59,30 @@ class SignalWatch:
         if self.received is not None:
             os.write(2, b"\nsyncpoint: second signal, exiting now; the last committed checkpoint stands\n")
             os._exit(exit_code_for(self.received))
-        self.received = signum
-        if self._on_signal is not None:
-            self._on_signal(signum)  # sets a flag, takes no lock
+        global _heard
+        self._hear(signum)
+        _heard = signum
+        for follower in list(_followers):  # a C-level copy: atomic for the handler
+            follower._hear(signum)
         name = signal.Signals(signum).name.encode()
         os.write(2, b"\nsyncpoint: " + name + b" received; stopping at the next safe point (again to exit now)\n")
 
+    def _hear(self, signum: int) -> None:
+        if self.received is None:
+            self.received = signum
+            if self._on_signal is not None:
+                self._on_signal(signum)  # sets a flag, takes no lock
+
     def __enter__(self) -> SignalWatch:
+        global _heard
         if threading.current_thread() is threading.main_thread():
+            _heard = None
             for sig in WATCHED:
                 self._previous[sig] = signal.signal(sig, self._handle)
+        else:
+            _followers.add(self)
+            if _heard is not None:  # the signal came while this run was being opened
+                self._hear(_heard)
         return self
 
     def __exit__(
@@ -70,6 +94,7 @@ class SignalWatch:
             for sig, previous in self._previous.items():
                 signal.signal(sig, previous)
         self._previous.clear()
+        _followers.discard(self)
 
 
 def exit_at_once_on_signal(first: int | None = None) -> None:

@@ -6,6 +6,8 @@ import json
 import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -150,3 +152,31 @@ def test_pipeline_validation() -> None:
         Pipeline("p", [("p", lambda o: 0)])
     with pytest.raises(UsageError):
         Pipeline("bad name", [("a", lambda o: 0)])
+
+
+def test_concurrent_members_a_failure_starts_no_new_member_and_lets_the_running_ones_finish(tmp_path: Path) -> None:
+    """concurrency=2: b fails while a is still running; a completes, c never starts, the code is b's."""
+    with opened(f"sqlite:{tmp_path / 'cp.db'}") as store:
+        calls: list[str] = []
+        b_failed = threading.Event()
+        pipeline: Pipeline
+
+        def slow_a(options: syncpoint.RunOptions) -> int:
+            code = _job_step("a", store, calls)(options)
+            deadline = time.monotonic() + 10
+            while pipeline.result is None and time.monotonic() < deadline:  # until b's failure is recorded
+                b_failed.wait(0.01)
+            return code
+
+        steps = [("a", slow_a), ("b", _job_step("b", store, calls, fail=True)), ("c", _job_step("c", store, calls))]
+        pipeline = Pipeline("all", steps, store=store, concurrency=2)
+        assert pipeline.execute(syncpoint.RunOptions(progress=False)) == 1
+        assert sorted(calls) == ["a:new", "b:new"]
+        [run] = store.list_runs("all")
+        tasks = {t.name: t.status for t in store.get_tasks(run.run_id)}
+        assert tasks == {"a": TaskStatus.COMPLETE, "b": TaskStatus.FAILED, "c": TaskStatus.PENDING}
+        pipeline.steps[1] = ("b", _job_step("b", store, calls))
+        assert pipeline.execute(syncpoint.RunOptions(progress=False), resume_all=True) == 0
+        assert sorted(calls[2:]) == ["b:resume", "c:new"]
+    with pytest.raises(UsageError):
+        Pipeline("p", [("a", lambda o: 0)], concurrency=0)

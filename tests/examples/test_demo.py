@@ -86,3 +86,33 @@ def test_demo_resumed_with_another_count_says_what_the_demo_can_do(tmp_path: Pat
     held = rows(tmp_path / ".checkpoints" / "demo-dip.db")
     assert held > 300 and " of 300 documents" not in fresh.stdout
     assert f"holds {held:,} documents: more than the 300 this API serves" in fresh.stdout
+
+
+def test_the_sqlite_destination_takes_writes_from_several_threads(tmp_path: Path) -> None:
+    """One SqliteDestination shared by 8 writer threads (and one per thread on the same file): every row."""
+    import threading
+
+    from syncpoint.demo import SqliteDestination
+
+    shared = SqliteDestination(tmp_path / "dip.db")
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        own = SqliteDestination(tmp_path / "dip.db")
+        try:
+            for page in range(10):
+                docs = [{"id": f"{n}-{page}-{i}", "aktualisiert": "2024-01-01T00:00:00+01:00"} for i in range(20)]
+                (shared if page % 2 else own).write(f"endpoint-{n % 3}", docs)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            own.close()
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert sum(shared.count(f"endpoint-{k}") for k in range(3)) == 8 * 10 * 20
+    shared.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import random
@@ -286,3 +287,62 @@ def test_checkpoints_are_where_and_as_the_original_kept_them_and_sqlite_is_one_f
 
 def json_file(path: Path) -> Any:
     return json.loads(path.read_text())
+
+
+# -- sync-all --concurrency ----------------------------------------------------------------------------------
+def member_runs(store: str) -> list[syncpoint.RunRecord]:
+    with syncpoint.open_store(store) as opened:
+        return [run for name in ENTITIES for run in opened.list_runs(name)]
+
+
+def overlapping(runs: Sequence[syncpoint.RunRecord]) -> bool:
+    spans = sorted((r.started_at, r.ended_at or datetime.max.replace(tzinfo=r.started_at.tzinfo)) for r in runs)
+    return any(later[0] < earlier[1] for earlier, later in itertools.pairwise(spans))
+
+
+def test_sync_all_with_four_jobs_at_once_writes_exactly_what_one_at_a_time_writes(tmp_path: Path) -> None:
+    slow = FaultPlan(slow_rate=1.0, slow_seconds=0.05)
+    tables = {}
+    for concurrency in (1, 4):
+        with WatchedDip(300, page_size=100, seed=6, faults=slow) as server:
+            store = f"sqlite:{tmp_path / f'c{concurrency}' / 'syncpoint.db'}"
+            args = python(DIP_SYNC, "sync-all", "--base-url", server.url, "--api-key", DIP_KEY, "--db",
+                          tmp_path / f"c{concurrency}" / "dip.db", "--store", store, "--no-progress",
+                          "--concurrency", str(concurrency))
+            assert run_program(args, tmp_path / "run.log") == 0, (tmp_path / "run.log").read_text()
+            for endpoint in ENTITIES.values():
+                assert_table_matches(tmp_path / f"c{concurrency}" / "dip.db", server, endpoint)
+            assert all(n == 4 for n in server.stats.pages.values()), server.stats.pages  # 3 full + 1 empty
+            tables[concurrency] = {e: table_rows(tmp_path / f"c{concurrency}" / "dip.db", e.replace("-", "_"))
+                                   for e in ENTITIES.values()}
+            runs = member_runs(store)
+            assert len(runs) == len(ENTITIES) and all(r.status is RunStatus.COMPLETED for r in runs)
+            assert overlapping(runs) == (concurrency > 1)
+    assert tables[4] == tables[1]
+
+
+def test_sync_all_ctrl_c_with_four_jobs_in_flight_exits_130_and_resume_all_completes(
+    tmp_path: Path, store: str
+) -> None:
+    """The signal reaches every job running in a thread: each stops at its own page boundary and commits."""
+    slow = FaultPlan(slow_rate=1.0, slow_seconds=0.1)
+    with WatchedDip(600, page_size=100, seed=7, faults=slow) as server:
+        server.watch.arm(6)  # a few pages into the first four jobs
+        child = Program(cli_args(server, tmp_path, store, "--concurrency", "4", command="sync-all"))
+        assert server.watch.reached.wait(30), "sync-all never reached page 6"
+        child.proc.send_signal(signal.SIGINT)
+        child.wait_for("SIGINT received")
+        assert child.finish() == 130, child.stderr
+        interrupted = [r for r in member_runs(store) if r.status is RunStatus.INTERRUPTED]
+        assert len(interrupted) >= 2, [(r.job, r.status) for r in member_runs(store)]  # several were in flight
+        assert all(r.status is not RunStatus.RUNNING for r in member_runs(store))
+        with syncpoint.open_store(store) as opened:
+            assert [r.status for r in opened.list_runs("sync-all")] == [RunStatus.INTERRUPTED]
+
+        resume = cli_args(server, tmp_path, store, "--concurrency", "4", "--resume-all", command="sync-all")
+        assert run_program(resume, tmp_path / "resume.log") == 0, (tmp_path / "resume.log").read_text()
+        for endpoint in ENTITIES.values():
+            assert_table_matches(tmp_path / "dip.db", server, endpoint)
+        runs = member_runs(store)
+        assert all(r.status is RunStatus.COMPLETED for r in runs) and len(runs) == len(ENTITIES)
+        assert {r.job for r in runs if r.attempts == 2} == {r.job for r in interrupted}  # resumed, not restarted

@@ -46,6 +46,7 @@ class Case:
     job: str
     store: Callable[[Path], str]
     plain: Callable[[], LocalServer]  # one without faults
+    waiting: tuple[str, ...] = ()  # more clients that must be waiting too before the signal (workers)
 
 
 def json_store(tmp_path: Path) -> str:
@@ -81,8 +82,10 @@ def bookmarks_args(server: LocalServer, tmp_path: Path) -> list[str]:
 
 CASES = {
     # GitHub's primary rate limit: 403, X-RateLimit-Remaining: 0, reset 10 minutes ahead (discovery gets through).
+    # Its two repositories are fetched by two workers (--concurrency 4): both wait before the signal.
     "gh_year_end": Case(lambda: GitHubServer(repos=[5, 5], rate_limit=1, reset_after=600), gh_args,
-                        "gh-year-end", json_store, lambda: GitHubServer(repos=[5, 5])),
+                        "gh-year-end", json_store, lambda: GitHubServer(repos=[5, 5]),
+                        waiting=("/repos/acme/repo-00/pulls", "/repos/acme/repo-01/pulls")),
     "dip_sync": Case(lambda: DipServer(50, faults=always(429)), dip_args, "drucksachen", json_store,
                      lambda: DipServer(50)),
     "tk_loader": Case(lambda: ODataServer(20, faults=always(503)), tk_args, "tk-loader", json_store,
@@ -103,6 +106,8 @@ def test_a_signal_during_a_retry_wait_stops_at_once_without_another_request(
     with case.server() as server:
         child = Program(case.args(server, tmp_path), cwd=tmp_path)
         child.wait_for("s before attempt 2")  # logged right before the client starts its long wait
+        for needle in case.waiting:
+            child.wait_for(needle)
         requests = sum(server.stats.requests.values())
         sent = time.monotonic()
         child.proc.send_signal(signum)

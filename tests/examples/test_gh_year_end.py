@@ -137,28 +137,37 @@ def cli_args(server: WatchedGitHub, tmp_path: Path, *extra: str) -> list[str]:
                   "--out", tmp_path / "data", "--per-page", str(PER_PAGE), "--no-progress", *extra)
 
 
-def test_sigkill_at_random_moments_then_resume_writes_every_record_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_sigkill_at_random_moments_then_resume_writes_every_record_once(tmp_path: Path, concurrency: int) -> None:
     """Pages are fsynced before the cursor moves and cut back on resume: nothing lost or duplicated, and
-    at most the page in flight is fetched again per kill (pages served <= needed + kills * 2)."""
+    at most the pages in flight are fetched again per kill (pages served <= needed + kills * 2 * workers).
+    With several workers each task appends only to its own file, so every file is cut back on its own."""
     rng = random.Random(21)
     with WatchedGitHub(repos=SIZES) as server:
         kills = kill_until_done(
-            lambda attempt: cli_args(server, tmp_path, *(["--resume"] if attempt else [])),
+            lambda attempt: cli_args(server, tmp_path, "--concurrency", str(concurrency),
+                                     *(["--resume"] if attempt else [])),
             server.watch, lambda: sum(server.stats.pages.values()), steps=lambda: rng.randint(2, 9),
             log=tmp_path / "stderr.log",
         )
         target = settings(server, tmp_path).target
         assert_collected(server, target)
         assert kills == 4
-        assert sum(server.stats.pages.values()) <= pages_needed(server) + kills * 2
-        manifest = json.loads((target / "manifest.json").read_text())
+        assert sum(server.stats.pages.values()) <= pages_needed(server) + kills * 2 * concurrency
+        manifest = assert_manifest_matches_files(target)
         assert manifest["attempts"] == kills + 1 and manifest["failures"] == []
 
 
-def test_sigint_stops_at_a_page_and_resume_cuts_back_what_the_checkpoint_never_saw(tmp_path: Path) -> None:
-    with WatchedGitHub(repos=SIZES) as server:
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_sigint_stops_at_a_page_and_resume_cuts_back_what_the_checkpoint_never_saw(
+    tmp_path: Path, concurrency: int
+) -> None:
+    """With 4 workers every request is slow, so several tasks are in the middle of a page at the Ctrl+C:
+    each stops at its page boundary, its file ends exactly at its checkpointed length, and exit is 130."""
+    slow = FaultPlan(slow_rate=1.0, slow_seconds=0.2) if concurrency > 1 else None
+    with WatchedGitHub(repos=SIZES, faults=slow) as server:
         server.watch.arm(12, hold=True)
-        child = Program(cli_args(server, tmp_path))
+        child = Program(cli_args(server, tmp_path, "--concurrency", str(concurrency)))
         assert server.watch.reached.wait(30), "the collector never reached page 12"
         child.proc.send_signal(signal.SIGINT)
         child.wait_for("SIGINT received")
@@ -168,19 +177,47 @@ def test_sigint_stops_at_a_page_and_resume_cuts_back_what_the_checkpoint_never_s
         target = settings(server, tmp_path).target
         with open_store(target) as store:
             [run] = store.list_runs("gh-year-end")
-            [task] = [t for t in store.get_tasks(run.run_id) if t.status is TaskStatus.IN_PROGRESS]
-        repo, endpoint = task.name.rsplit(":", 1)
-        path = target / endpoint / f"{repo.replace('/', '__')}.jsonl"
-        assert path.stat().st_size == (task.cursor["bytes"] if isinstance(task.cursor, dict) else 0)
-        with open(path, "a", encoding="utf-8") as out:  # as if a page got written after the last commit
-            out.write('{"source": "github_rest", "repo": "half a page"}\n')
+            started = [t for t in store.get_tasks(run.run_id) if t.status is TaskStatus.IN_PROGRESS]
+        assert len(started) == 1 if concurrency == 1 else len(started) >= 2, [t.name for t in started]
+        for task in started:
+            repo, endpoint = task.name.rsplit(":", 1)
+            path = target / endpoint / f"{repo.replace('/', '__')}.jsonl"
+            size = path.stat().st_size if path.exists() else 0
+            assert size == (task.cursor["bytes"] if isinstance(task.cursor, dict) else 0), task.name
+            with open(path, "a", encoding="utf-8") as out:  # as if a page got written after the last commit
+                out.write('{"source": "github_rest", "repo": "half a page"}\n')
         assert not (target / "manifest.json").exists()
 
-        code = run_program(cli_args(server, tmp_path, "--resume"), tmp_path / "resume.log")
+        code = run_program(cli_args(server, tmp_path, "--resume", "--concurrency", str(concurrency)),
+                           tmp_path / "resume.log")
         assert code == 0, (tmp_path / "resume.log").read_text()
-        assert "written after the last checkpoint" in (tmp_path / "resume.log").read_text()
+        assert (tmp_path / "resume.log").read_text().count("written after the last checkpoint") == len(started)
         assert_collected(server, target)
-        assert sum(server.stats.pages.values()) <= pages_needed(server) + 1
+        assert_manifest_matches_files(target)
+        assert sum(server.stats.pages.values()) <= pages_needed(server) + concurrency
+
+
+def test_four_workers_write_exactly_what_one_writes(tmp_path: Path) -> None:
+    """--concurrency 4 against a slow server: the same JSONL files, byte for byte, and the same manifest
+    counts as --concurrency 1; no page is fetched twice."""
+    blocked = {("acme/repo-01", "pulls"): 404}
+    results = {}
+    for concurrency in (1, 4):
+        with WatchedGitHub(repos=SIZES, blocked=blocked, faults=FaultPlan(slow_rate=1.0, slow_seconds=0.05)) as server:
+            out = tmp_path / f"c{concurrency}"
+            args = python(GH_YEAR_END, "--org", "acme", "--year", "2025", "--token", GH_TOKEN, "--base-url",
+                          server.url, "--out", out, "--per-page", str(PER_PAGE), "--no-progress",
+                          "--concurrency", str(concurrency))
+            assert run_program(args, tmp_path / "run.log") == 0, (tmp_path / "run.log").read_text()
+            target = out / "raw" / "year=2025" / "source=github" / "target=acme"
+            assert_collected(server, target, {("acme/repo-01", "pulls")})
+            assert sum(server.stats.pages.values()) == pages_needed(server) - 1  # the 404 serves no page
+            manifest = assert_manifest_matches_files(target)
+            files = {str(p.relative_to(target)): p.read_bytes() for p in sorted(target.rglob("*.jsonl"))
+                     if "checkpoints" not in p.parts}
+            failures = [(f["repo"], f["endpoint"], f["retryable"]) for f in manifest["failures"]]
+            results[concurrency] = (files, manifest["counts"], failures, manifest["repos"])
+    assert results[4] == results[1]
 
 
 # -- config digest, --force, --from-repo -----------------------------------------------------------------------

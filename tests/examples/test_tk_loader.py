@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -64,7 +65,11 @@ def latest_run(tmp_path: Path) -> str:
         return opened.list_runs("tk-loader", limit=1)[0].run_id
 
 
-def test_faults_failed_items_failed_loaders_then_retry_failed(tmp_path: Path) -> None:
+CONCURRENCY = {"one": [], "8-records": ["--concurrency", "8"], "5-loaders": ["--parallel-loaders", "5"]}
+
+
+@pytest.mark.parametrize("flags", CONCURRENCY.values(), ids=CONCURRENCY.keys())
+def test_faults_failed_items_failed_loaders_then_retry_failed(tmp_path: Path, flags: list[str]) -> None:
     """5xx/429/drops are retried; malformed records are failed items (visible in ``runs show``); a 404 loader
     and a 500-after-retries loader fail alone; ``--resume-run RUN --retry-failed`` loads what was fixed."""
     faults = FaultPlan(schedule=[503, None, 429, None, "drop", None, 502], error_rate=0.05, rate_limit_rate=0.04,
@@ -78,7 +83,7 @@ def test_faults_failed_items_failed_loaders_then_retry_failed(tmp_path: Path) ->
         server.malform("Document", bad_doc)
         server.fail_entity("Agendapunt", 404)
         server.fail_entity("Vergadering", 500)
-        code = run_program(args(server, tmp_path, "--start-date", since, "--retry-attempts", "4"), log)
+        code = run_program(args(server, tmp_path, "--start-date", since, "--retry-attempts", "4", *flags), log)
         assert code == 1, log.read_text()[-3000:]  # a loader failed with a retryable error
         db = tmp_path / "tk.db"
         for entity in ("Zaak", "Document", "Activiteit"):
@@ -101,7 +106,7 @@ def test_faults_failed_items_failed_loaders_then_retry_failed(tmp_path: Path) ->
         server.fail_entity("Agendapunt", None)
         server.fail_entity("Vergadering", None)
         before = dict(server.stats.pages)
-        code = run_program(args(server, tmp_path, "--resume-run", run_id, "--retry-failed"), log)
+        code = run_program(args(server, tmp_path, "--resume-run", run_id, "--retry-failed", *flags), log)
         assert code == 0, log.read_text()[-3000:]
         for entity, table in TABLES.items():
             assert rows(db, table) == server.expected(entity, since), entity  # --start-date kept by the run
@@ -112,9 +117,12 @@ def test_faults_failed_items_failed_loaders_then_retry_failed(tmp_path: Path) ->
         assert all(n == 1 for n in counts.values())  # no kills: every record was written exactly once
 
 
-def test_sigkill_at_random_moments_then_resume_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("loaders", [1, 3])
+def test_sigkill_at_random_moments_then_resume_loses_and_duplicates_nothing(tmp_path: Path, loaders: int) -> None:
     """Killed at random pages and resumed until done: every record present; re-written at most one page per kill
-    (the page in flight between its commit in the destination and the checkpoint's)."""
+    and loader in flight (the page between its commit in the destination and the checkpoint's). With 3
+    loaders at once, each writing 8 records at a time."""
+    flags = ["--parallel-loaders", "3", "--concurrency", "8"] if loaders > 1 else []
     rng = random.Random(5)
     page = 25
     log = tmp_path / "stderr.log"
@@ -122,7 +130,7 @@ def test_sigkill_at_random_moments_then_resume_loses_and_duplicates_nothing(tmp_
         bad = server.records["Document"][60]["Id"]
         server.malform("Document", [bad])
         kills = kill_until_done(
-            lambda attempt: args(server, tmp_path, *(["--resume"] if attempt else [])),
+            lambda attempt: args(server, tmp_path, *flags, *(["--resume"] if attempt else [])),
             server.watch, lambda: sum(server.stats.pages.values()), steps=lambda: rng.randint(2, 7),
             log=log, kills_wanted=5,
         )
@@ -134,9 +142,9 @@ def test_sigkill_at_random_moments_then_resume_loses_and_duplicates_nothing(tmp_
         expected_keys = {(TABLES[e], i) for e in TABLES for i in server.expected(e)}
         assert set(counts) == expected_keys  # none lost, and the malformed one never loaded
         rewrites = sum(n - 1 for n in counts.values())
-        assert rewrites <= kills * page, counts
+        assert rewrites <= kills * page * loaders, counts
         needed = sum(-(-150 // page) for _ in TABLES)
-        assert sum(server.stats.pages.values()) <= needed + kills * 2
+        assert sum(server.stats.pages.values()) <= needed + kills * 2 * loaders
     import syncpoint
 
     with syncpoint.open_store(store(tmp_path)) as opened:  # one run, resumed each time; its failed item kept
@@ -180,3 +188,33 @@ def test_piped_progress_lines_show_each_loaders_done_total_and_percentage(tmp_pa
         assert child.finish() == 0, child.stderr
     line = next(x for x in child.stderr.splitlines() if "load_zaken 50/200 (25.0%)" in x)
     assert "progress tk-loader:" in line
+
+
+def test_ctrl_c_with_loaders_and_writers_in_flight_exits_130_and_resume_completes(tmp_path: Path) -> None:
+    """Five loaders at once against a slow server, four writers each: a Ctrl+C stops them all at a record
+    or page boundary; the resume loads exactly the server's records, none lost, none written twice."""
+    from ex_support import Program
+
+    import syncpoint
+
+    slow = FaultPlan(slow_rate=1.0, slow_seconds=0.1)
+    with WatchedOData(150, page_size=25, seed=4, faults=slow) as server:
+        server.watch.arm(8)
+        child = Program(args(server, tmp_path, "--parallel-loaders", "5", "--concurrency", "4"))
+        assert server.watch.reached.wait(30), "the loaders never reached page 8"
+        child.proc.send_signal(signal.SIGINT)
+        child.wait_for("SIGINT received")
+        assert child.finish() == 130, child.stderr
+        with syncpoint.open_store(store(tmp_path)) as opened:
+            [run] = opened.list_runs("tk-loader")
+            started = [t for t in opened.get_tasks(run.run_id) if t.status is syncpoint.TaskStatus.IN_PROGRESS]
+        assert run.status is syncpoint.RunStatus.INTERRUPTED and len(started) >= 2, [t.name for t in started]
+
+        log = tmp_path / "resume.log"
+        assert run_program(args(server, tmp_path, "--resume", "--parallel-loaders", "5", "--concurrency", "4"),
+                           log) == 0, log.read_text()[-3000:]
+        db = tmp_path / "tk.db"
+        for entity, table in TABLES.items():
+            assert rows(db, table) == server.expected(entity), entity
+        counts = load_counts(db)
+        assert sum(n - 1 for n in counts.values()) <= 5 * 25  # at most the pages in flight written again
