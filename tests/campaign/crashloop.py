@@ -143,11 +143,14 @@ class Cycle:
         self.bound, self.schema, self.max_kills = bound, schema, max_kills
         self.dest = workdir / f"{job}.dest"
         self.saw_done = False
-        # The redo window: the save window plus the work in flight (docs/ARCHITECTURE.md).
+        # The redo window under concurrency (docs/ARCHITECTURE.md §2): one save window plus up to three times
+        # the workers — the commit being written when the kill came (the window plus what was recorded before
+        # it started), what was recorded while it was written (each worker records at most one more item
+        # before it waits for that commit), and the work in flight.
         if mode == "map-items":
-            self.window = page_size + CONCURRENCY
+            self.window = page_size + 3 * CONCURRENCY
         elif mode == "map-slices":
-            self.window = page_size * CONCURRENCY
+            self.window = page_size * (1 + 3 * CONCURRENCY)
         else:
             self.window = page_size
 
