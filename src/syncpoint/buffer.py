@@ -78,8 +78,9 @@ class ChangeBuffer:
         Lock held. The answer lets the task keep its counters exact when an entry replaces another (an item
         recorded twice in one window, or a failure retried with success).
         """
-        self._pending.tasks[task.name] = task
-        key = (task.name, entry.kind)
+        name = entry.task
+        self._pending.tasks[name] = task
+        key = (name, entry.kind)
         bucket = self._pending.ledger.get(key)
         if bucket is None:
             bucket = self._pending.ledger[key] = {}
@@ -87,8 +88,8 @@ class ChangeBuffer:
         bucket[entry.item_id] = entry
         if before is not None:
             return before.ok
-        if entry.kind is LedgerKind.ITEMS:
-            known = self._known_failed.get(task.name)
+        if self._known_failed and entry.kind is LedgerKind.ITEMS:
+            known = self._known_failed.get(name)
             if known is not None and entry.item_id in known:
                 known.discard(entry.item_id)
                 return False

@@ -65,7 +65,7 @@ class Pacer:
     # -- recording ---------------------------------------------------------------------------------------
     def admit_item(self) -> bool:
         """May one more item be recorded? False once ``max_items`` are recorded (the item is not recorded)."""
-        return self.used() < self._limit
+        return self.items_total < self._limit and self.records_total < self._limit
 
     def note(self, items: int = 0, pages: int = 0, records: int = 0) -> bool:
         """Count recorded progress; True when the caller must look up (commit due, budget, stop, clock)."""
@@ -76,7 +76,8 @@ class Pacer:
             self.records_total += records
             return (
                 self._stop is not None
-                or self.used() > self._limit
+                or self.items_total > self._limit
+                or self.records_total > self._limit
                 or self.items_since >= self.policy.every_items
                 or self.pages_since >= self.policy.every_pages
                 or self._clock() >= self._deadline
