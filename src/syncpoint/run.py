@@ -385,10 +385,6 @@ class Run:
         """
         self._committer.bind(connection)
 
-    @property
-    def committed_at(self) -> datetime | None:
-        return self._committer.committed_at
-
     def __repr__(self) -> str:
         return f"<Run {self.record.run_id if hasattr(self, 'record') else '?'} of {self.job.name}>"
 

@@ -115,13 +115,13 @@ def exit_at_once_on_signal(first: int | None = None) -> None:
 
     for sig in WATCHED:
         signal.signal(sig, _exit)
-    _block_at_exit()
+    _ignore_at_exit()
 
 
 _late_ignore_registered = False
 
 
-def _block_at_exit() -> None:
+def _ignore_at_exit() -> None:
     """Close the last window: late in interpreter shutdown (after ``atexit``) CPython resets Python-level
     handlers to the default action, so a signal arriving then would kill the process by the signal. By the
     time ``atexit`` hooks run, threads are joined and the exit code is decided, and what is left of shutdown

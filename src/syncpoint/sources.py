@@ -87,7 +87,7 @@ class Slices:
         self._mu = threading.Lock()
         self._done = _restore(task, start)
         self._failed_keys: set[str] | None = None
-        list(slices(start, start, step))  # validates the kinds of start and step early
+        slices(start, start, step)  # refuses mismatched kinds of start and step now, not at the first slice
 
     @property
     def watermark(self) -> Point:
