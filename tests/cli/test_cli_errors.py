@@ -193,3 +193,15 @@ def test_store_options_after_the_subcommand_in_a_real_process(url: str, tmp_path
         assert schema in migrated.stdout
     finally:
         drop_pg_schema(schema)
+
+
+def test_a_typo_in_the_store_scheme_names_the_scheme_not_a_missing_file(tmp_path: Path) -> None:
+    """Review: ``--store sqlit:x.db`` said "no checkpoint store at sqlit:x.db" (it ends in .db, so it was taken
+    for a file path); a typo in the scheme is named as one."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "syncpoint", "--store", "sqlit:x.db", "runs", "list"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert proc.returncode == 64
+    assert "unknown store scheme 'sqlit'" in proc.stderr and "Traceback" not in proc.stderr

@@ -81,6 +81,12 @@ def open_store(
         if not directory:
             raise UsageError("json: store URL needs a directory, e.g. json:.checkpoints")
         return JsonDirStore(directory, read_only=read_only, create=create)
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]+):", url)  # two letters or more: not a Windows drive
+    if scheme and scheme.group(1).lower() != "sqlite":
+        raise UsageError(  # a typo in the scheme (sqlit:x.db) must not read as a missing file
+            f"unknown store scheme {scheme.group(1)!r} in {mask_url(url)!r}; "
+            "use sqlite:PATH, json:DIR or postgresql://user@host/db"
+        )
     if url.startswith("sqlite:") or url.endswith((".db", ".sqlite", ".sqlite3")):
         from syncpoint.stores.sqlite import SQLiteStore
 
