@@ -76,13 +76,19 @@ def store_url(kind: str, tmp_path: Path) -> str:
 class Child:
     """A job subprocess whose stdout lines we read with a deadline (no sleeps as synchronisation)."""
 
-    def __init__(self, args: list[str], *, stdin: bool = True, env: dict[str, str] | None = None) -> None:
+    def __init__(self, args: list[str], *, stdin: bool = True, env: dict[str, str] | None = None,
+                 stderr: Path | None = None) -> None:
+        """``stderr``: a file for the child's stderr (a chatty child would otherwise fill the pipe and block)."""
+        err = open(stderr, "ab") if stderr is not None else subprocess.PIPE  # noqa: SIM115 - the child owns it
         self.proc = subprocess.Popen(
             [sys.executable, *args],
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE, stderr=err, text=True,
             env={**os.environ, **(env or {})}, cwd=ROOT,
         )
+        if stderr is not None:
+            err.close()  # type: ignore[union-attr]
+        self.stderr_path = stderr
         self._sel = selectors.DefaultSelector()
         assert self.proc.stdout is not None
         self._sel.register(self.proc.stdout, selectors.EVENT_READ)
@@ -156,7 +162,9 @@ class Child:
             out, err = self.proc.communicate()
             pytest.fail(f"child did not finish in {timeout}s")
         self.lines.extend(out.splitlines())
-        return self.proc.returncode, "\n".join([*self.err_lines, err])
+        if self.stderr_path is not None:
+            err = self.stderr_path.read_text(errors="replace")
+        return self.proc.returncode, "\n".join([*self.err_lines, err or ""])
 
 
 def run_job(args: list[str], timeout: float = 120.0) -> tuple[int, str, str]:

@@ -164,10 +164,11 @@ class ChangeBuffer:
             known.update(item_ids)
 
     # -- the commit protocol (the committer only, under its commit lock) -----------------------------------
-    def take(self, run: RunRecord, *, progress: bool = True) -> ChangeSet:
-        """The change set of the next commit: the run's record and, with ``progress``, everything pending,
-        which moves in flight until ``committed`` or ``restore``."""
-        changes = ChangeSet(runs=[run])
+    def take(self, run: RunRecord | None, *, progress: bool = True) -> ChangeSet:
+        """The change set of the next commit: the run's record (None: a worker that holds one task of a shared
+        run, which never writes the run's record) and, with ``progress``, everything pending, which moves in
+        flight until ``committed`` or ``restore``."""
+        changes = ChangeSet(runs=[] if run is None else [run])
         if not progress:
             return changes
         with self.lock:

@@ -19,6 +19,9 @@ from syncpoint.errors import StoreError, SyncpointError, UsageError
 from syncpoint.model import RunRecord
 from syncpoint.stores.base import ChangeSet, JobLock, Store
 
+#: Something to write in a commit's own transaction, given its connection (``Committer.commit``).
+Also = Callable[[Any], None]
+
 
 class Committer:
     """Applies the buffer's changes to the store, one commit at a time, from any thread."""
@@ -41,20 +44,30 @@ class Committer:
             raise UsageError(f"{type(self.store).__name__} cannot commit inside another transaction; use PostgreSQL")
         self.connection = connection
 
+    def unbind(self) -> None:
+        """Commit through the store's own connections from now on (the bound connection is the caller's)."""
+        self.connection = None
+
     @property
     def serial(self) -> threading.RLock:
         """The commit lock: held while a commit runs (and by a caller that must not interleave with one)."""
         return self._mu
 
-    def commit(self, run: RunRecord) -> None:
-        """Commit ``run`` (its record as given) and everything pending."""
+    def commit(self, run: RunRecord | None, *, also: Also | None = None) -> None:
+        """Commit ``run`` (its record as given; None writes no run record) and everything pending.
+
+        ``also(connection)`` runs in the same transaction after the changes (on the bound connection, or on
+        one of the store's own: PostgreSQL), for writes that must commit with them or not at all — such as
+        deferring the queue job that continues a task another worker will take over.
+        """
         with self._mu:
             changes = self.buffer.take(run, progress=not self.tainted)
             try:
                 for hook in self.before_apply:
                     hook(changes)
-                self._confirm_lock(run)
-                self._apply(changes)
+                if run is not None:
+                    self._confirm_lock(run)
+                self._apply(changes, also)
             except BaseException:
                 if self.tainted:
                     self.buffer.discard()
@@ -62,7 +75,8 @@ class Committer:
                     self.buffer.restore()
                 raise
             self.buffer.committed()
-            self.committed_at = run.updated_at
+            if run is not None:
+                self.committed_at = run.updated_at
 
     def _confirm_lock(self, run: RunRecord) -> None:
         """Before writing: a lock that can be lost (PostgreSQL, a terminated session) is re-checked.
@@ -79,13 +93,20 @@ class Committer:
             self._lost = True  # never write again, not even the run's final status
         raise StoreError(self._describe_lost())
 
-    def _apply(self, changes: ChangeSet) -> None:
+    def _apply(self, changes: ChangeSet, also: Also | None) -> None:
         conn: Any = self.connection
         if conn is None or self.tainted:  # after a rollback only the run's status is written, on its own
-            self.store.apply(changes)
+            if also is None:
+                self.store.apply(changes)
+                return
+            with self.store.transaction() as own:
+                self.store.apply_in(own, changes)
+                also(own)
             return
         try:
             self.store.apply_in(conn, changes)
+            if also is not None:
+                also(conn)
             conn.commit()
         except SyncpointError:
             self.abandon_transaction()

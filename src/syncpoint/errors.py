@@ -9,7 +9,8 @@
     ├── StoreError                     exit 1   the store cannot be used
     │   ├── StoreUnavailable                    cannot reach/open the store (names it, password masked)
     │   ├── CorruptState                        a checkpoint file or database is damaged; never overwritten
-    │   └── SchemaTooNew                        the database was migrated by a newer syncpoint
+    │   ├── SchemaTooNew                        the database was migrated by a newer syncpoint
+    │   └── LeaseLost                           another worker took this task over; nothing was written
     └── AttemptsExhausted              exit 1   a keyed run used ``max_attempts`` invocations
 
 ``Stopped`` is not an error: it is raised at a safe point to unwind the user's loop when a signal or a
@@ -111,6 +112,10 @@ class SchemaTooNew(StoreError):
 
 class AttemptsExhausted(SyncpointError):
     pass
+
+
+class LeaseLost(StoreError):
+    """Another worker holds this task's lease now (this one was presumed dead): the commit wrote nothing."""
 
 
 class Stopped(BaseException):

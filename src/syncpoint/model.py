@@ -175,3 +175,30 @@ class StateEntry:
     key: str
     value: JSON
     updated_at: datetime
+
+
+class LeaseState(str, enum.Enum):
+    """Where a task's lease is (many workers on one run, ``syncpoint.distributed``)."""
+
+    QUEUED = "queued"  # waiting for a worker
+    LEASED = "leased"  # a worker holds it
+    FINISHED = "finished"  # the task completed, or failed for good
+
+
+@dataclass(frozen=True)
+class LeaseInfo:
+    """A task's lease as the store holds it: who works on the task, since when, and its last sign of life."""
+
+    run_id: str
+    task: str
+    state: LeaseState
+    epoch: int
+    host: str | None = None
+    pid: int | None = None
+    worker: str | None = None
+    leased_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    queued_at: datetime | None = None
+    commits: int = 0
+    failures: int = 0
+    takeovers: int = 0

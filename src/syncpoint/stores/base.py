@@ -13,12 +13,15 @@ from __future__ import annotations
 import abc
 import enum
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import Any
 
-from syncpoint.errors import LockHolder
+from syncpoint.errors import LockHolder, UsageError
 from syncpoint.model import (
     FailedItem,
+    LeaseInfo,
     LedgerCounts,
     LedgerEntry,
     LedgerKind,
@@ -63,6 +66,23 @@ class StateDelete:
     key: str | None = None
 
 
+@dataclass(frozen=True)
+class LeaseFence:
+    """Commit only while holding this task's lease at ``epoch`` (many workers, ``syncpoint.distributed``).
+
+    The backend checks the epoch in the same transaction as the rest of the change set and refuses the whole
+    commit (``LeaseLost``) when another worker holds the lease now. ``end``: None keeps the lease held;
+    ``"queued"`` hands it back for another worker; ``"finished"`` ends it and, when it was the run's last open
+    lease, ends the run. ``failed`` counts a failed attempt of the task.
+    """
+
+    run_id: str
+    task: str
+    epoch: int
+    end: str | None = None
+    failed: bool = False
+
+
 @dataclass
 class ChangeSet:
     """Everything one commit changes. Applied in field order: deletes, upserts, clears, ledger, state.
@@ -82,11 +102,12 @@ class ChangeSet:
     state_deletes: list[StateDelete] = field(default_factory=list)
     state: list[StateEntry] = field(default_factory=list)
     samples: list[ProgressSample] = field(default_factory=list)  # upserts by (run_id, slot); after the runs
+    fence: LeaseFence | None = None  # checked before everything else; only stores with leases accept it
 
     def __bool__(self) -> bool:
         return any(
             (self.run_deletes, self.runs, self.tasks, self.phases, self.ledger_clears, self.ledger,
-             self.state_deletes, self.state, self.samples)
+             self.state_deletes, self.state, self.samples, self.fence)
         )
 
 
@@ -210,6 +231,16 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def lock_holder(self, job: str) -> LockHolder | None:
         """Who holds the job's lock right now, or None if nobody does (a probe; takes nothing)."""
+
+    # -- leases (many workers on one run: PostgreSQL) ---------------------------------------------------
+    def leases(self, run_id: str) -> list[LeaseInfo]:
+        """A run's task leases, by task name; none on a store without leases (SQLite, JSON)."""
+        return []
+
+    def transaction(self) -> AbstractContextManager[Any]:
+        """A connection inside an open transaction, committed when the block ends (rolled back on error):
+        for writes that must commit together with a change set (``apply_in``). PostgreSQL only."""
+        raise UsageError(f"{type(self).__name__} has no transactions to share; leases and queues need PostgreSQL")
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections and file handles."""

@@ -641,6 +641,8 @@ class JsonDirStore(Store):
             return
         if self.read_only:
             raise StoreError(f"{self.directory} was opened read-only (for inspection); nothing was written")
+        if changes.fence is not None:
+            raise UsageError(f"{type(self).__name__} has no task leases; many workers on one run need PostgreSQL")
         with self._writing():
             plan = _Plan(self)
             ops = plan.build(changes)

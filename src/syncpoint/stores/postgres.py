@@ -47,9 +47,19 @@ from psycopg.rows import tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from syncpoint import codec
-from syncpoint.errors import CorruptState, JobLocked, LockHolder, StoreError, StoreUnavailable, UsageError
+from syncpoint.errors import (
+    CorruptState,
+    JobLocked,
+    LeaseLost,
+    LockHolder,
+    StoreError,
+    StoreUnavailable,
+    UsageError,
+)
 from syncpoint.model import (
     FailedItem,
+    LeaseInfo,
+    LeaseState,
     LedgerCounts,
     LedgerEntry,
     LedgerKind,
@@ -78,6 +88,7 @@ LedgerRow = tuple[int, str, int, "str | None"]  # kind, item_id, outcome, error
 _PAGE = 5000  # rows per page when streaming a ledger
 _COPY_MIN = 64  # smaller ledger batches are upserted in the final pipeline (a COPY costs two round trips)
 _UPSERT_AFTER_CONFLICT = 8  # batches of a task that skip COPY after its COPY met existing IDs
+LEASE_LOST = "SPL01"  # raised by lease_fence (migration 003)
 _TRANSIENT_STATES = {"40001", "40P01", "53300", "57P01", "57P02", "57P03"}
 _SAVEPOINT, _RELEASE = "SAVEPOINT syncpoint_ledger", "RELEASE SAVEPOINT syncpoint_ledger"
 _ROLLBACK_TO = "ROLLBACK TO SAVEPOINT syncpoint_ledger"
@@ -125,6 +136,8 @@ class Queries:
             q("DELETE FROM {s}.tasks WHERE run_id = ANY(%s::text[])"),
             q("DELETE FROM {s}.phases WHERE run_id = ANY(%s::text[])"),
             q("DELETE FROM {s}.samples WHERE run_id = ANY(%s::text[])"),  # migration 002
+            q("DELETE FROM {s}.lease_grants WHERE run_id = ANY(%s::text[])"),  # migration 003
+            q("DELETE FROM {s}.leases WHERE run_id = ANY(%s::text[])"),
             q("DELETE FROM {s}.runs WHERE run_id = ANY(%s::text[])"),
         ]
         self.upsert_run = q(
@@ -178,6 +191,13 @@ class Queries:
             "x.exit_code FROM {s}.runs x WHERE x.job = j.job "
             "AND (%s::text[] IS NULL OR x.status = ANY(%s::text[])) "
             "ORDER BY x.started_at DESC, x.run_id DESC LIMIT %s) r ORDER BY r.job, r.started_at DESC, r.run_id DESC"
+        )
+        # task leases (migration 003; syncpoint.distributed)
+        self.lease_fence = q("SELECT {s}.lease_fence(%s, %s, %s, %s, %s)")
+        self.finish_run = q("SELECT {s}.finish_run_if_done(%s)")
+        self.leases = q(
+            "SELECT run_id, task, state, epoch, host, pid, worker, leased_at, heartbeat_at, queued_at, commits, "
+            "failures, takeovers FROM {s}.leases WHERE run_id = %s ORDER BY task"
         )
         self.run_counts = q("SELECT job, status, count(*) FROM {s}.runs GROUP BY job, status")
         self.select_runs = q(f"SELECT {_RUN_COLUMNS} FROM {{s}}.runs")
@@ -245,6 +265,9 @@ class Queries:
     def plan(self, changes: ChangeSet) -> Plan:
         """Turn a change set into statements (all values bound), in the order ``ChangeSet`` documents."""
         plan = Plan()
+        fence = changes.fence
+        if fence is not None:  # first: nothing else of the change set may land without the lease
+            plan.head.append((self.lease_fence, [(fence.run_id, fence.task, fence.epoch, fence.end, fence.failed)]))
         if changes.run_deletes:
             plan.head += [(query, [(list(changes.run_deletes),)]) for query in self.delete_runs]
         for query, rows in (
@@ -278,6 +301,8 @@ class Queries:
         if changes.samples:
             rows = [(p.run_id, p.slot, p.at, p.items_ok, p.items_failed, p.records, p.pages) for p in changes.samples]
             plan.tail.append((self.upsert_sample, rows))
+        if fence is not None and fence.end == LeaseState.FINISHED.value:  # last: sees this commit's task rows
+            plan.tail.append((self.finish_run, [(fence.run_id,)]))
         return plan
 
 
@@ -337,6 +362,8 @@ def _translate(target: pgm.PgTarget, *, retry: bool = False) -> Iterator[None]:
             if retry:
                 raise _Retry(exc, detail) from None
             raise StoreUnavailable(pgm.unavailable_message(target, exc)) from None
+        if exc.sqlstate == LEASE_LOST:
+            raise LeaseLost(pgm.first_line(str(exc))) from None
         if isinstance(exc, psycopg.errors.UndefinedTable):
             detail += "; was the schema dropped? reopen the store to recreate it"
         raise StoreError(f"{target.location}: {detail}") from None
@@ -477,7 +504,12 @@ class PostgresStore(Store):
                 f"not {connection.info.dbname!r}"
             )
         if changes:
-            self._write(connection, self.queries.plan(changes), _NESTED)
+            try:
+                self._write(connection, self.queries.plan(changes), _NESTED)
+            except psycopg.Error as exc:
+                if exc.sqlstate == LEASE_LOST:
+                    raise LeaseLost(pgm.first_line(str(exc))) from None
+                raise
 
     def _write(self, conn: Conn, plan: Plan, frame: tuple[str, str, tuple[str, ...]]) -> None:
         """Write ``plan`` between ``frame``'s begin and end statements (BEGIN/COMMIT or a savepoint).
@@ -604,6 +636,22 @@ class PostgresStore(Store):
 
     def get_tasks(self, run_id: str) -> list[TaskRecord]:
         return [self._task(row) for row in self._fetch(self.queries.get_tasks, (run_id,))]
+
+    def leases(self, run_id: str) -> list[LeaseInfo]:
+        return [
+            LeaseInfo(run_id, task, LeaseState(state), int(epoch), *rest)
+            for run_id, task, state, epoch, *rest in self._fetch(self.queries.leases, (run_id,))
+        ]
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Conn]:
+        """A pooled connection inside a transaction, committed at the end of the block (rolled back on error).
+
+        Not retried: the caller's block is not known to be idempotent. Errors are the store's usual ones."""
+        if self.read_only:
+            raise StoreError(f"{self.location} was opened read-only (for inspection); nothing was written")
+        with _translate(self.target), self._pool().connection() as conn, conn.transaction():
+            yield conn
 
     def get_phases(self, run_id: str) -> list[PhaseRecord]:
         return [PhaseRecord(*row) for row in self._fetch(self.queries.get_phases, (run_id,))]

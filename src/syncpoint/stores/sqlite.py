@@ -293,6 +293,8 @@ class SQLiteStore(Store):
             return
         if self.read_only:
             raise StoreError(f"{self.path} was opened read-only (for inspection); nothing was written")
+        if changes.fence is not None:
+            raise UsageError(f"{type(self).__name__} has no task leases; many workers on one run need PostgreSQL")
         with self._mutex, self._translate():
             conn = self._connect()
             conn.execute("BEGIN IMMEDIATE")

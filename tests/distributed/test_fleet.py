@@ -1,0 +1,132 @@
+"""Many workers on one run, through procrastinate on the real PostgreSQL: fan-out, takeover after ``kill -9``,
+fencing of a worker that comes back, hand-off on SIGTERM, retries and the run's single ending."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from datetime import datetime, timezone
+
+import pytest
+from fleet_support import FleetBed, expected_ids
+from helpers import Child
+
+pytestmark = pytest.mark.postgres
+
+
+def wait_for(child: Child, needle: str, timeout: float = 30.0) -> str:
+    """Read the child's output (PAGE lines and its log) until a line contains ``needle``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = child.read_line(timeout=max(deadline - time.monotonic(), 0.1))
+        if line is None:
+            break
+        if needle in line:
+            return line
+    pytest.fail(f"never saw {needle!r}; last lines: {child.lines[-8:]}")
+
+
+def pages_of(child_lines: list[str], task: str) -> list[int]:
+    return [int(line.split()[2]) for line in child_lines if line.startswith(f"PAGE {task} ")]
+
+
+def test_fan_out_queues_each_task_once_and_two_workers_finish_the_run(bed: FleetBed) -> None:
+    run_id = bed.start(30, "--key", "nightly")
+    assert bed.start(30, "--key", "nightly") == run_id  # the same fan-out again: the same run, nothing queued twice
+    queued = bed.sql("SELECT count(*) FROM procrastinate_jobs WHERE queue_name = %s", f"syncpoint.{bed.job}")
+    assert queued[0][0] == 30
+    assert bed.run_status(run_id) == ("running", None)
+    one, two = bed.worker("--until-done", name="one"), bed.worker("--until-done", name="two")
+    assert one.finish(timeout=120)[0] == 0
+    assert two.finish(timeout=120)[0] == 0
+    assert bed.run_status(run_id) == ("completed", None)
+    assert set(bed.leases(run_id).values()) == {("finished", 1)}
+    found = bed.file_ids()
+    assert set(found) == expected_ids(30) and max(found.values()) == 1  # no kill: exactly once
+    assert pages_of(one.lines, "t0000") or pages_of(two.lines, "t0000")
+    assert len({line.split()[1] for line in one.lines + two.lines if line.startswith("PAGE")}) == 30
+
+
+def test_kill_9_of_a_worker_another_takes_the_task_over_from_its_checkpoint(bed: FleetBed) -> None:
+    run_id = bed.start(3)
+    first = bed.worker("--page-delay", "0.2", name="first")
+    first.expect("PAGE t0000 2")  # pages 0-2 of t0000 committed (one commit per page)
+    first.proc.kill()
+    first.finish()
+    second = bed.worker("--until-done", name="second")
+    assert second.finish(timeout=60)[0] == 0
+    assert pages_of(second.lines, "t0000")[0] == 3  # resumed after the last checkpoint, not from the start
+    assert bed.run_status(run_id) == ("completed", None)
+    assert bed.leases(run_id)["t0000"] == ("finished", 2)  # a second grant, which fenced the dead holder
+    found = bed.file_ids()
+    assert set(found) == expected_ids(3)
+    assert bed.late_commits(run_id) == []
+
+
+def test_a_paused_worker_presumed_dead_is_fenced_when_it_comes_back(bed: FleetBed) -> None:
+    """SIGSTOP past the stall timeout, another worker takes over and finishes; SIGCONT: the first worker's
+    next commit is refused in its own transaction, its rows roll back with it — exactly once in the table."""
+    run_id = bed.start(2)
+    paused = bed.worker("--dest", "pg", "--page-delay", "0.3", name="paused")
+    paused.expect("PAGE t0000 1")
+    os.kill(paused.proc.pid, signal.SIGSTOP)
+    try:
+        other = bed.worker("--dest", "pg", "--until-done", name="other")
+        assert other.finish(timeout=60)[0] == 0
+        assert bed.run_status(run_id) == ("completed", None)
+    finally:
+        os.kill(paused.proc.pid, signal.SIGCONT)
+    wait_for(paused, "lost the lease on task t0000")  # its next commit (or its heartbeat) finds the lease gone
+    paused.proc.send_signal(signal.SIGTERM)
+    code, err = paused.finish(timeout=30)
+    assert code == 143, err[-2000:]
+    found = bed.pg_ids()
+    assert set(found) == expected_ids(2)
+    assert max(found.values()) == 1, [k for k, v in found.items() if v > 1][:5]  # its refused rows rolled back
+    assert bed.late_commits(run_id) == []
+    assert bed.leases(run_id)["t0000"] == ("finished", 2)
+
+
+def test_sigterm_hands_the_task_back_and_another_worker_takes_it_at_once(tmp_path: object, bed: FleetBed) -> None:
+    bed.stall = 30.0  # a takeover through the stall timeout would take >= 30 s; a hand-off takes none
+    run_id = bed.start(1)
+    first = bed.worker("--page-delay", "0.3", name="first")
+    first.expect("PAGE t0000 1")
+    first.proc.send_signal(signal.SIGTERM)
+    code, err = first.finish(timeout=20)
+    assert code == 143, err[-2000:]
+    assert any("task t0000 handed back" in line for line in first.lines)
+    assert bed.leases(run_id)["t0000"][0] == "queued"
+    started = datetime.now(timezone.utc)
+    second = bed.worker("--until-done", name="second")
+    assert second.finish(timeout=20)[0] == 0
+    assert (datetime.now(timezone.utc) - started).total_seconds() < 20
+    assert pages_of(second.lines, "t0000")[0] in (2, 3)  # from the checkpoint the hand-off committed
+    assert bed.run_status(run_id) == ("completed", None)
+    assert set(bed.file_ids()) == expected_ids(1)
+
+
+def test_a_retryable_failure_is_retried_and_the_run_completes(bed: FleetBed) -> None:
+    run_id = bed.start(4)
+    worker = bed.worker("--until-done", "--fail-task", "t0002", "--fail-times", "1", name="w")
+    code, err = worker.finish(timeout=60)
+    assert code == 0, err[-2000:]
+    assert any("task t0002 failed (attempt 1 of 3" in line for line in worker.lines)
+    assert bed.run_status(run_id) == ("completed", None)
+    assert bed.sql("SELECT failures, epoch FROM {s}.leases WHERE task = 't0002'") == [(1, 2)]
+    assert set(bed.file_ids()) == expected_ids(4)
+
+
+@pytest.mark.parametrize("how", ["permanent", "attempts"])
+def test_a_task_failed_for_good_ends_the_run_failed_once(bed: FleetBed, how: str) -> None:
+    run_id = bed.start(4)
+    extra = ["--permanent"] if how == "permanent" else ["--fail-times", "9"]
+    worker = bed.worker("--until-done", "--fail-task", "t0001", *extra, name="w")
+    code, err = worker.finish(timeout=60)
+    assert code == 0, err[-2000:]
+    status, error = bed.run_status(run_id)
+    assert status == "failed" and error is not None and error.startswith("1 of 4 task(s) failed"), error
+    assert bed.sql("SELECT status FROM {s}.tasks WHERE name = 't0001'") == [("failed",)]
+    assert bed.sql("SELECT failures FROM {s}.leases WHERE task = 't0001'") == [(1 if how == "permanent" else 3,)]
+    assert bed.sql("SELECT count(*) FROM {s}.runs WHERE ended_at IS NOT NULL") == [(1,)]
