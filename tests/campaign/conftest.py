@@ -13,6 +13,7 @@ import pytest
 from helpers import require_pg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "distributed"))  # fleet_support (fleet chaos)
 
 
 @pytest.fixture

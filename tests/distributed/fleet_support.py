@@ -39,10 +39,12 @@ class FleetBed:
         assert code == 0, err
         return out.split("RUN ", 1)[1].split()[0]
 
-    def worker(self, *extra: str, name: str = "w") -> Child:
+    def worker(self, *extra: str, name: str = "w", wait: bool = True) -> Child:
+        """A worker process; with ``wait``, once it has started (printed WORKER)."""
         log = self.logs / f"{name}-{uuid.uuid4().hex[:6]}.log"
         child = Child([*self.common(), "work", "--out", str(self.out), *extra], stdin=False, stderr=log)
-        child.expect("WORKER")
+        if wait:
+            child.expect("WORKER")
         return child
 
     def sql(self, text: str, *args: Any) -> list[tuple[Any, ...]]:
@@ -87,8 +89,8 @@ def expected_ids(tasks: int, pages: int = 5, page_size: int = 4) -> set[str]:
 def new_bed(tmp_path: Path, *, stall: float = 1.0) -> FleetBed:
     tag = uuid.uuid4().hex[:12]
     bed = FleetBed(f"sp_fleet_{tag}", tmp_path / "out", tmp_path / "logs", job=f"fleet-{tag}", stall=stall)
-    bed.out.mkdir()
-    bed.logs.mkdir()
+    bed.out.mkdir(parents=True)
+    bed.logs.mkdir(parents=True)
     with psycopg.connect(PG_URL, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(bed.schema)))
         conn.execute(sql.SQL("CREATE TABLE {}.fleet_dest (job text NOT NULL, id text NOT NULL, epoch bigint)")

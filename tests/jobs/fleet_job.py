@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -119,6 +120,8 @@ def work(obj: dict[str, Any], concurrency: int, until_done: bool, dest: str, out
             if conn is not None:
                 conn.close()
 
+    # SIGTERM before fleet.work() installs its handlers: exit 143 like after (nothing is held yet)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
     say(f"WORKER {os.getpid()}")
     sys.exit(fleet.work(concurrency=concurrency, until_done=until_done))
 

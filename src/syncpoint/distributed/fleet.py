@@ -225,6 +225,8 @@ class Fleet:
             raise UsageError(f"concurrency must be at least 1, got {concurrency}")
         if name is not None:
             self._holder = Holder(self._holder.host, self._holder.pid, name)
+        for signum in (signal.SIGINT, signal.SIGTERM):  # until the worker's own handlers: nothing held yet
+            signal.signal(signum, _exit_on_signal)
         self.prepare()
         self._stop = None
         return asyncio.run(self._work(concurrency, until_done))
@@ -298,6 +300,10 @@ class Fleet:
     def open_leases(self) -> int:
         with self.store.transaction() as conn:
             return self._sql.open_count(conn, self.job.name)
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(EXIT_SIGINT if signum == signal.SIGINT else EXIT_SIGTERM)
 
 
 class Keeper(threading.Thread):

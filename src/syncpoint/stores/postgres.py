@@ -195,6 +195,13 @@ class Queries:
         # task leases (migration 003; syncpoint.distributed)
         self.lease_fence = q("SELECT {s}.lease_fence(%s, %s, %s, %s, %s)")
         self.finish_run = q("SELECT {s}.finish_run_if_done(%s)")
+        # a task failed for good says so even when its commit carries no task record (a bound transaction was
+        # rolled back, and the failure's record with it); after the task upserts, before the run's ending
+        self.task_failed = q(
+            "UPDATE {s}.tasks SET status = 'failed', completed_at = clock_timestamp(), "
+            "error = coalesce(error, 'the task failed for good; see the worker''s log') "
+            "WHERE run_id = %s AND name = %s AND status <> 'failed'"
+        )
         self.leases = q(
             "SELECT run_id, task, state, epoch, host, pid, worker, leased_at, heartbeat_at, queued_at, commits, "
             "failures, takeovers FROM {s}.leases WHERE run_id = %s ORDER BY task"
@@ -302,6 +309,8 @@ class Queries:
             rows = [(p.run_id, p.slot, p.at, p.items_ok, p.items_failed, p.records, p.pages) for p in changes.samples]
             plan.tail.append((self.upsert_sample, rows))
         if fence is not None and fence.end == LeaseState.FINISHED.value:  # last: sees this commit's task rows
+            if fence.failed:
+                plan.tail.append((self.task_failed, [(fence.run_id, fence.task)]))
             plan.tail.append((self.finish_run, [(fence.run_id,)]))
         return plan
 

@@ -64,14 +64,6 @@ BEGIN
     END IF;
     UPDATE {schema}.lease_grants SET commits = commits + 1, last_commit_at = clock_timestamp()
      WHERE run_id = p_run AND task = p_task AND epoch = p_epoch;
-    IF p_end = 'finished' AND p_failed THEN
-        -- failed for good; the task row says so even when this commit carries no task record (a bound
-        -- transaction was rolled back, and with it the failure's own record): the run then ends failed
-        UPDATE {schema}.tasks
-           SET status = 'failed', completed_at = clock_timestamp(),
-               error = coalesce(error, 'the task failed for good; see the worker''s log')
-         WHERE run_id = p_run AND name = p_task AND status <> 'failed';
-    END IF;
 END;
 $$;
 

@@ -1,0 +1,132 @@
+"""The fence in the store's one write path: a commit names its lease's epoch and lands only while that epoch
+holds the lease, in the same transaction; the audit of grants shows from the store alone that none landed late."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import psycopg
+import pytest
+from helpers import PG_URL, drop_pg_schema, require_pg, store_url, with_query
+
+from syncpoint.errors import LeaseLost, UsageError
+from syncpoint.model import LeaseState, RunRecord, RunStatus, TaskRecord, TaskStatus, utcnow
+from syncpoint.stores import open_store
+from syncpoint.stores.base import ChangeSet, LeaseFence
+from syncpoint.stores.pg_leases import Holder, LeaseSql
+from syncpoint.stores.postgres import PostgresStore
+
+HOLDER = Holder("host-a", 4242, "host-a:4242")
+
+
+@pytest.fixture
+def store() -> Iterator[PostgresStore]:
+    require_pg()
+    schema = f"sp_fence_{uuid.uuid4().hex[:12]}"
+    opened = PostgresStore(with_query(PG_URL, schema=schema))
+    yield opened
+    opened.close()
+    drop_pg_schema(schema)
+
+
+def leased_run(store: PostgresStore, *, tasks: int = 1) -> RunRecord:
+    now = utcnow()
+    run = RunRecord("r1", "j", RunStatus.RUNNING, {}, "d", now, now)
+    records = [TaskRecord("r1", f"t{n}", n, updated_at=now) for n in range(tasks)]
+    store.apply(ChangeSet(runs=[run], tasks=records))
+    sql = LeaseSql(store.schema)
+    with store.transaction() as conn:
+        for name in sql.add(conn, "r1", "j", [r.name for r in records]):
+            sql.set_queue_job(conn, "r1", name, 1)
+    return run
+
+
+def take(store: PostgresStore, task: str = "t0", queue_job: int = 1) -> int:
+    with store.transaction() as conn:
+        grant = LeaseSql(store.schema).take(conn, "r1", task, queue_job, HOLDER)
+    assert grant is not None
+    return grant.epoch
+
+
+def progress(task: str, pages: int, **fence: object) -> ChangeSet:
+    record = TaskRecord("r1", task, 0, status=TaskStatus.IN_PROGRESS, cursor={"page": pages}, pages=pages)
+    return ChangeSet(tasks=[record], fence=LeaseFence("r1", task, **fence))  # type: ignore[arg-type]
+
+
+def test_a_commit_under_the_current_epoch_lands_and_a_stale_epoch_writes_nothing(store: PostgresStore) -> None:
+    leased_run(store)
+    first = take(store)
+    store.apply(progress("t0", 3, epoch=first))
+    assert store.get_tasks("r1")[0].cursor == {"page": 3}
+    with store.transaction() as conn:  # the reaper hands the lease to a new queue job; a new worker takes it
+        LeaseSql(store.schema).requeue(conn, "r1", "t0", 2)
+    second = take(store, queue_job=2)
+    assert second == first + 1
+    with pytest.raises(LeaseLost, match=r"lost the lease on task t0 of run r1: this worker holds epoch 1"):
+        store.apply(progress("t0", 9, epoch=first))  # the worker presumed dead comes back
+    assert store.get_tasks("r1")[0].cursor == {"page": 3}  # nothing of the refused commit landed
+    store.apply(progress("t0", 4, epoch=second))
+    lease = store.leases("r1")[0]
+    assert (lease.state, lease.epoch, lease.commits, lease.takeovers, lease.host) == (
+        LeaseState.LEASED, 2, 2, 1, "host-a")
+    with store.transaction() as conn:
+        assert LeaseSql(store.schema).late_commits(conn, "r1") == []
+
+
+def test_a_job_that_is_not_the_lease_s_current_one_takes_nothing(store: PostgresStore) -> None:
+    leased_run(store)
+    with store.transaction() as conn:
+        assert LeaseSql(store.schema).take(conn, "r1", "t0", 99, HOLDER) is None
+    assert store.leases("r1")[0].state is LeaseState.QUEUED
+
+
+def test_a_refused_commit_in_a_bound_transaction_rolls_back_with_the_caller_s_rows(store: PostgresStore) -> None:
+    leased_run(store)
+    epoch = take(store)
+    with psycopg.connect(PG_URL) as conn:
+        conn.execute(f'CREATE TABLE "{store.schema}".dest (id int)')
+        conn.commit()
+        conn.execute(f'INSERT INTO "{store.schema}".dest VALUES (1)')
+        with pytest.raises(LeaseLost):
+            store.apply_in(conn, progress("t0", 1, epoch=epoch + 5))
+        conn.rollback()
+        assert conn.execute(f'SELECT count(*) FROM "{store.schema}".dest').fetchone() == (0,)
+
+
+def test_the_finishing_commit_of_the_last_lease_ends_the_run_once(store: PostgresStore) -> None:
+    leased_run(store, tasks=2)
+    a, b = take(store, "t0"), take(store, "t1")
+    done = replace(progress("t0", 1, epoch=a, end="finished"))
+    done.tasks[0] = replace(done.tasks[0], status=TaskStatus.COMPLETE)
+    store.apply(done)
+    assert store.get_run("r1").status is RunStatus.RUNNING  # type: ignore[union-attr]
+    store.apply(progress("t1", 1, epoch=b, end="finished", failed=True))  # failed for good, no task record
+    run = store.get_run("r1")
+    assert run is not None and run.status is RunStatus.FAILED and run.exit_code == 1
+    assert run.error == "1 of 2 task(s) failed; see syncpoint runs show r1"
+    assert [t.status for t in store.get_tasks("r1")] == [TaskStatus.COMPLETE, TaskStatus.FAILED]
+    with pytest.raises(LeaseLost):  # a finished lease takes no commit
+        store.apply(progress("t1", 2, epoch=b))
+
+
+def test_the_audit_finds_a_commit_that_landed_after_the_next_grant(store: PostgresStore) -> None:
+    """The check the reliability tests rely on can fail: a commit stamped after its successor's grant."""
+    leased_run(store)
+    take(store)
+    with store.transaction() as conn:
+        conn.execute(f'INSERT INTO "{store.schema}".lease_grants (run_id, task, epoch, granted_at, commits, '
+                     "last_commit_at) VALUES ('r1', 't0', 2, now(), 0, NULL)")
+        conn.execute(f'UPDATE "{store.schema}".lease_grants SET last_commit_at = now() + interval \'1 second\' '
+                     "WHERE epoch = 1")
+        assert LeaseSql(store.schema).late_commits(conn, "r1") == [("t0", 1)]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "json"])
+def test_stores_without_leases_refuse_a_fenced_commit(kind: str, tmp_path: Path) -> None:
+    with open_store(store_url(kind, tmp_path)) as embedded:
+        with pytest.raises(UsageError, match="many workers on one run need PostgreSQL"):
+            embedded.apply(progress("t0", 1, epoch=1))
+        assert embedded.leases("r1") == []
