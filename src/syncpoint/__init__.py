@@ -72,6 +72,8 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module 'syncpoint' has no attribute {name!r}")
 
 
+#: The one place the version is written: pyproject.toml reads it (``dynamic = ["version"]``), and so does
+#: ``syncpoint --version``. Say what changed in CHANGELOG.md when it moves.
 __version__ = "0.1.0"
 
 __all__ = [
