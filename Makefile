@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test lint dist bench soak clean
+.PHONY: venv demo test lint dist docs bench soak clean
 
 # The dev extra includes the web extra (syncpoint serve) and Playwright; the browser tests drive the system's
 # Chromium (apt-get install chromium; .ci/run installs it when absent), never a downloaded browser.
@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(VENV)/bin/syncpoint demo
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(VENV)/bin/ruff check src tests benchmarks examples docs
 	$(VENV)/bin/mypy src
 
 test: lint
@@ -33,6 +33,11 @@ dist: $(STAMP)
 	$(PY) -m build
 	$(VENV)/bin/twine check --strict dist/*
 
+# The documentation site in site/: README.md as its home page, docs/*.md, and the API reference generated from
+# the docstrings (mkdocs.yml); a broken link, anchor or docstring is an error.
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict
+
 bench: $(STAMP)
 	$(PY) benchmarks/bench_sqlite.py
 	$(PY) benchmarks/bench_postgres.py
@@ -43,4 +48,4 @@ soak: $(STAMP)
 	$(PY) -m pytest -q -s -m "soak or fuzz" --run-soak tests/campaign
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis dist build
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis dist build site

@@ -80,9 +80,9 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module 'syncpoint' has no attribute {name!r}")
 
 
-#: The one place the version is written: pyproject.toml reads it (``dynamic = ["version"]``), and so does
-#: ``syncpoint --version``. Say what changed in CHANGELOG.md when it moves.
 __version__ = "0.1.0"
+"""This syncpoint's version. The one place it is written: pyproject.toml reads it (``dynamic = ["version"]``),
+and so does ``syncpoint --version``; CHANGELOG.md says what changed when it moves."""
 
 __all__ = [
     "NEWEST_FIRST",

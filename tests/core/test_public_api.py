@@ -36,6 +36,18 @@ def test_the_exported_names_are_exactly_the_documented_ones() -> None:
     assert set(names) - exported == set(), "documented in docs/API.md but not exported"
 
 
+def test_the_reference_page_renders_every_documented_name_in_its_group() -> None:
+    """docs/reference.md has one ``::: syncpoint.Name`` per documented name, under the same headings."""
+    def groups(text: str, pattern: str) -> dict[str, list[str]]:
+        return {block.split("\n", 1)[0].strip(): re.findall(pattern, block, re.M)
+                for block in text.split("\n## Public modules", 1)[0].split("\n## ")[1:]}
+
+    api = API.read_text().split("## Names in `syncpoint`", 1)[1].split("\n## ", 1)[0].replace("\n### ", "\n## ")
+    documented = groups(api, r"^- `([A-Za-z_][A-Za-z0-9_]*)` — ")
+    rendered = groups((ROOT / "docs" / "reference.md").read_text(), r"^::: syncpoint\.([A-Za-z_][A-Za-z0-9_]*)$")
+    assert rendered == documented
+
+
 def test_every_exported_name_imports_without_a_warning() -> None:
     """In a fresh interpreter (``AsyncRun`` is loaded lazily), warnings as errors: ``import *`` gives exactly
     ``__all__`` and each name resolves."""

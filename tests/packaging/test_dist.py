@@ -101,7 +101,7 @@ def test_the_wheel_metadata_carries_the_one_version_and_the_command(dist: Dist) 
         entry_points = archive.read(f"{info}/entry_points.txt").decode()
     assert re.search(rf"^Version: {re.escape(syncpoint.__version__)}$", metadata, re.M)
     assert "syncpoint = syncpoint.cli.main:main" in entry_points
-    for extra in ("postgres", "web", "dev"):
+    for extra in ("postgres", "web", "docs", "dev"):
         assert re.search(rf"^Provides-Extra: {extra}$", metadata, re.M), extra
 
 
