@@ -53,7 +53,7 @@ def ours(directory: Path, ids: list[str], *, job: str = "bench") -> tuple[float,
             task.item_done(item)
         run.checkpoint()
     elapsed = time.perf_counter() - start
-    assert run.exit_code == syncpoint.EXIT_PARTIAL, run.exit_code
+    assert run.exit_code == syncpoint.ExitCode.PARTIAL, run.exit_code
     j.close()
     return elapsed, run.run_id
 
@@ -103,7 +103,7 @@ def ledger_vs_raw(directory: Path, ids: list[str], slices: int = 10) -> tuple[fl
             run.commit()
             ours_t += time.perf_counter() - start
         run.checkpoint()  # the budget is reached: the run ends partial, resumable for the probe
-    assert run.exit_code == syncpoint.EXIT_PARTIAL, run.exit_code
+    assert run.exit_code == syncpoint.ExitCode.PARTIAL, run.exit_code
     conn.close()
     j.close()
     return ours_t, raw_t, run.run_id

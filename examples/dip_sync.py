@@ -42,7 +42,6 @@ from syncpoint.demo import (
     dip_client,
     run_endpoint,
 )
-from syncpoint.pipeline import Pipeline
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -106,7 +105,7 @@ def sync_all(settings: Settings, options: syncpoint.RunOptions, *, resume_all: b
     """
     options = original_store(options)
     steps = [(name, functools.partial(sync_entity, name, settings, connect=connect)) for name in ENTITIES]
-    pipeline = Pipeline("sync-all", steps, config=settings.config(), concurrency=concurrency)
+    pipeline = syncpoint.Pipeline("sync-all", steps, config=settings.config(), concurrency=concurrency)
     return pipeline.execute(options, resume_all=resume_all)
 
 

@@ -225,11 +225,11 @@ class Halt:
         with self._lock:
             if self.error is None:
                 self.error = error
-        raise syncpoint.Stopped(f"stopped by an error in another task: {error}", syncpoint.EXIT_FAILED)
+        raise syncpoint.Stopped(f"stopped by an error in another task: {error}", syncpoint.ExitCode.FAILED)
 
     def check(self) -> None:
         if self.error is not None:
-            raise syncpoint.Stopped(f"stopped by an error in another task: {self.error}", syncpoint.EXIT_FAILED)
+            raise syncpoint.Stopped(f"stopped by an error in another task: {self.error}", syncpoint.ExitCode.FAILED)
 
     def reraise(self) -> None:
         if self.error is not None:

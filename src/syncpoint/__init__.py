@@ -12,20 +12,15 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING
 
 from syncpoint.cursors import NEWEST_FIRST, OLDEST_FIRST, OffsetCursor, PageCursor, TokenCursor, Watermark
 from syncpoint.errors import (
-    EXIT_FAILED,
-    EXIT_LOCKED,
-    EXIT_OK,
-    EXIT_PARTIAL,
-    EXIT_SIGINT,
-    EXIT_SIGTERM,
-    EXIT_USAGE,
     AttemptsExhausted,
     ConfigChanged,
     CorruptState,
+    ExitCode,
     InvalidDate,
     InvalidName,
     JobLocked,
@@ -51,6 +46,7 @@ from syncpoint.model import (
 )
 from syncpoint.options import Command, RunOptions, add_arguments, click_options, options_from_namespace
 from syncpoint.pacing import SavePolicy
+from syncpoint.pipeline import Pipeline
 from syncpoint.run import Run
 from syncpoint.sources import PendingItems, Slice, Slices
 from syncpoint.stores import open_store
@@ -62,26 +58,33 @@ if TYPE_CHECKING:
     from syncpoint.aio import AsyncRun
 
 
+#: The exit codes' old names, deprecated: ``EXIT_PARTIAL`` is ``ExitCode.PARTIAL`` (the same number).
+_DEPRECATED_EXIT_CODES = {f"EXIT_{code.name}": code for code in ExitCode}
+
+
 def __getattr__(name: str) -> object:
-    """``AsyncRun`` is imported when first used: asyncio costs a third of ``import syncpoint``'s time, and
-    most syncs (and every short crash-looped subprocess) never need it."""
+    """Names loaded or answered only when asked for.
+
+    ``AsyncRun`` is imported when first used: asyncio costs a third of ``import syncpoint``'s time, and most
+    syncs (and every short crash-looped subprocess) never need it. The ``EXIT_*`` ints are deprecated
+    aliases of ``ExitCode``: they still answer, with their old plain int, and warn."""
     if name == "AsyncRun":
         from syncpoint.aio import AsyncRun
 
         return AsyncRun
+    code = _DEPRECATED_EXIT_CODES.get(name)
+    if code is not None:
+        warnings.warn(f"syncpoint.{name} is deprecated; use syncpoint.ExitCode.{code.name} (the same number)",
+                      DeprecationWarning, stacklevel=2)
+        return int(code)
     raise AttributeError(f"module 'syncpoint' has no attribute {name!r}")
 
 
 __version__ = "0.1.0"
+"""This syncpoint's version. The one place it is written: pyproject.toml reads it (``dynamic = ["version"]``),
+and so does ``syncpoint --version``; CHANGELOG.md says what changed when it moves."""
 
 __all__ = [
-    "EXIT_FAILED",
-    "EXIT_LOCKED",
-    "EXIT_OK",
-    "EXIT_PARTIAL",
-    "EXIT_SIGINT",
-    "EXIT_SIGTERM",
-    "EXIT_USAGE",
     "NEWEST_FIRST",
     "OLDEST_FIRST",
     "AsyncRun",
@@ -89,6 +92,7 @@ __all__ = [
     "Command",
     "ConfigChanged",
     "CorruptState",
+    "ExitCode",
     "FailedItem",
     "IntervalSet",
     "InvalidDate",
@@ -102,6 +106,7 @@ __all__ = [
     "PageCursor",
     "PendingItems",
     "PhaseRecord",
+    "Pipeline",
     "Run",
     "RunOptions",
     "RunRecord",

@@ -23,7 +23,9 @@ if TYPE_CHECKING:
     from syncpoint.task import Task
 
 NEWEST_FIRST = "newest_first"
+"""The API serves the newest records first: a resume asks for records up to the value reached (inclusive)."""
 OLDEST_FIRST = "oldest_first"
+"""The API serves the oldest records first: a resume asks for records from the value reached (inclusive)."""
 WatermarkValue = datetime | date | str | int | float
 
 

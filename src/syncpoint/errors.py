@@ -16,19 +16,49 @@
 ``Stopped`` is not an error: it is raised at a safe point to unwind the user's loop when a signal or a
 budget asks the run to stop. It derives from ``BaseException`` so that a user's ``except Exception``
 around one item cannot swallow it.
+
+The exit codes are one ``IntEnum``, ``ExitCode``: the scheduler's contract, public as
+``syncpoint.ExitCode``. The ``EXIT_*`` names below are the same numbers as plain ints, for syncpoint's own
+modules (a plain int is what a run records in its store); ``syncpoint.EXIT_*`` still works and warns.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import IntEnum
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_PARTIAL = 2
-EXIT_USAGE = 64
-EXIT_LOCKED = 75
-EXIT_SIGINT = 130
-EXIT_SIGTERM = 143
+
+class ExitCode(IntEnum):
+    """How a job's process exits: what a scheduler (cron, systemd, Kubernetes, Cloud Run) reads.
+
+    Members are ints (``ExitCode.PARTIAL == 2``), so ``raise SystemExit(job.execute(...))`` and a comparison
+    with ``job.execute``'s result work either way.
+    """
+
+    OK = 0
+    """The run completed (permanent failures, if any, are counted in its last line)."""
+    FAILED = 1
+    """An error, retryable item or task failures (``--resume`` retries them), a store that cannot be used,
+    or attempts exhausted."""
+    PARTIAL = 2
+    """A budget (``--max-items``, ``--max-seconds``) ended the run cleanly and more work remains."""
+    USAGE = 64
+    """A usage error: bad flag, date or name, unknown run, changed config (``EX_USAGE`` of sysexits.h)."""
+    LOCKED = 75
+    """Another live process holds the job's lock; try again later (``EX_TEMPFAIL`` of sysexits.h)."""
+    SIGINT = 130
+    """Stopped by SIGINT (Ctrl+C) at a safe point, checkpoint committed (128 + 2, as a shell reports it)."""
+    SIGTERM = 143
+    """Stopped by SIGTERM at a safe point, checkpoint committed (128 + 15)."""
+
+
+EXIT_OK = int(ExitCode.OK)
+EXIT_FAILED = int(ExitCode.FAILED)
+EXIT_PARTIAL = int(ExitCode.PARTIAL)
+EXIT_USAGE = int(ExitCode.USAGE)
+EXIT_LOCKED = int(ExitCode.LOCKED)
+EXIT_SIGINT = int(ExitCode.SIGINT)
+EXIT_SIGTERM = int(ExitCode.SIGTERM)
 
 
 class SyncpointError(Exception):
@@ -124,4 +154,4 @@ class Stopped(BaseException):
     def __init__(self, reason: str, exit_code: int) -> None:
         super().__init__(reason)
         self.reason = reason
-        self.exit_code = exit_code
+        self.exit_code = int(exit_code)  # an ExitCode member is stored as the plain number it is

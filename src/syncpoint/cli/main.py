@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 
 import click
 
+from syncpoint import __version__
 from syncpoint.cli.common import CliContext
 from syncpoint.errors import EXIT_FAILED, EXIT_SIGINT, EXIT_USAGE, SyncpointError
 from syncpoint.fail import json_logging_active, json_requested, report_error
@@ -137,7 +138,7 @@ def _quiet_broken_pipe() -> NoReturn:
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
               help="Least severe log level shown.")
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
-@click.version_option(package_name="syncpoint", message="%(prog)s %(version)s")
+@click.version_option(version=__version__, message="%(prog)s %(version)s")
 @click.pass_context
 def cli(ctx: click.Context, store_url: str | None, checkpoint_dir: str | None, log_format: str, log_level: str,
         debug: bool) -> None:
