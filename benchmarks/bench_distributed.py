@@ -1,0 +1,289 @@
+"""Many workers on one run (``syncpoint.distributed``): every figure is measured in the same run as its baseline.
+
+    ratio workers8_vs_1_io           tasks/s with 8 worker processes over 1, through procrastinate and the real
+                                     PostgreSQL, each task one request to a local HTTP server that answers
+                                     after 50 ms (target >= 6)
+    ratio lease_commit_vs_plain_commit
+                                     a page commit (a task's cursor) with the lease's epoch check over the same
+                                     commit without it, on the PostgreSQL store (target <= 1.3)
+    takeover after kill -9           seconds from a worker's kill -9 to another worker's commit of that task's
+                                     next page, median of 5, next to the configured stall timeout
+
+Run: ``python benchmarks/bench_distributed.py`` (``make bench`` runs it); needs PostgreSQL
+(``SYNCPOINT_TEST_POSTGRES_URL``, default ``postgresql://postgres@127.0.0.1:5432/test``).
+"""
+
+from __future__ import annotations
+
+import http.server
+import multiprocessing
+import os
+import selectors
+import signal
+import socketserver
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import procrastinate
+import psycopg
+from psycopg import sql
+
+import syncpoint
+from syncpoint.distributed import Fleet, WorkerRun
+from syncpoint.model import RunRecord, RunStatus, TaskRecord, TaskStatus, utcnow
+from syncpoint.stores import pg_migrations as pgm
+from syncpoint.stores.base import ChangeSet, LeaseFence
+from syncpoint.stores.pg_leases import Holder, LeaseSql
+from syncpoint.stores.postgres import PostgresStore
+
+PG = os.environ.get("SYNCPOINT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+DELAY = 0.05
+TASKS_PER_WORKER = int(os.environ.get("BENCH_FLEET_TASKS_PER_WORKER", "40"))
+COMMITS = int(os.environ.get("BENCH_LEASE_COMMITS", "3000"))
+STALL = 2.0
+HERE = Path(__file__).resolve()
+
+
+class _Slow(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    wbufsize = 65536
+
+    def do_GET(self) -> None:
+        time.sleep(DELAY)
+        body = b'{"ok": true}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+
+
+def store_url(schema: str) -> str:
+    return f"{PG}{'&' if '?' in PG else '?'}schema={schema}"
+
+
+def make_fleet(url: str, job_name: str) -> Fleet:
+    job = syncpoint.Job(job_name, {}, store=url,
+                        save_policy=syncpoint.SavePolicy(every_pages=1, every_items=1000, every_seconds=3600))
+    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=pgm.parse_url(url).conninfo))
+    return Fleet(job, app, stall_timeout=STALL)
+
+
+# -- the worker process ---------------------------------------------------------------------------------
+def worker(url: str, job_name: str, base: str, pages: int, page_delay: float) -> int:
+    fleet = make_fleet(url, job_name)
+    client = httpx.Client(base_url=base) if base else None
+
+    @fleet.task
+    def work(run: WorkerRun, task: syncpoint.Task) -> None:
+        if client is not None:
+            client.get(f"/items/{task.name}").raise_for_status()
+        cursor = task.page_cursor(first=0)
+        for page in range(cursor.page, pages):
+            run.checkpoint()
+            time.sleep(page_delay)
+            cursor.done(page)
+            print(f"PAGE {task.name} {page} {run.epoch}", flush=True)
+
+    print("WORKER", flush=True)
+    return fleet.work()
+
+
+class Workers:
+    def __init__(self, url: str, job_name: str, n: int, *, base: str = "", pages: int = 0, delay: float = 0.0):
+        args = [sys.executable, str(HERE), "worker", url, job_name, base, str(pages), str(delay)]
+        self.procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) for _ in range(n)]
+        self.sel = selectors.DefaultSelector()
+        for proc in self.procs:
+            assert proc.stdout is not None
+            self.sel.register(proc.stdout, selectors.EVENT_READ, proc)
+        self.buffers: dict[subprocess.Popen[bytes], bytes] = {proc: b"" for proc in self.procs}
+        for _ in self.procs:
+            assert self.line(60)[1] == "WORKER"
+
+    def line(self, timeout: float) -> tuple[subprocess.Popen[bytes], str]:
+        """The next line any worker printed (raw reads into our own buffers: a buffered reader could hold
+        lines that ``select`` no longer reports)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for proc, pending in self.buffers.items():
+                if b"\n" in pending:
+                    text, _, self.buffers[proc] = pending.partition(b"\n")
+                    return proc, text.decode().strip()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no worker printed anything")
+            for key, _ in self.sel.select(left):
+                chunk = os.read(key.fileobj.fileno(), 65536)  # type: ignore[union-attr]
+                if chunk:
+                    self.buffers[key.data] += chunk
+                else:
+                    self.sel.unregister(key.fileobj)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def wait_completed(store: PostgresStore, run_id: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = store.get_run(run_id)
+        if run is not None and run.status is not RunStatus.RUNNING:
+            assert run.status is RunStatus.COMPLETED, run
+            return
+        time.sleep(0.01)  # a benchmark's poll of the outcome, not a synchronisation of the code under test
+    raise TimeoutError(f"run {run_id} did not complete in {timeout} s")
+
+
+def tasks_per_second(base: str, n: int) -> float:
+    schema = f"bench_fleet_{uuid.uuid4().hex[:10]}"
+    url = store_url(schema)
+    fleet = make_fleet(url, f"io{n}")
+    fleet.prepare()
+    crew = Workers(url, f"io{n}", n, base=base)
+    try:
+        fleet.task(lambda run, task: None)
+        names = [f"t{i:05d}" for i in range(TASKS_PER_WORKER * n)]
+        started = time.perf_counter()
+        run_id = fleet.start(names)
+        wait_completed(fleet.store, run_id, 300)
+        elapsed = time.perf_counter() - started
+    finally:
+        crew.stop()
+        drop(schema, fleet)
+    return len(names) / elapsed
+
+
+def lease_commit_ratio() -> tuple[float, float]:
+    schema = f"bench_lease_{uuid.uuid4().hex[:10]}"
+    store = PostgresStore(store_url(schema))
+    try:
+        now = utcnow()
+        store.apply(ChangeSet(runs=[RunRecord("r", "j", RunStatus.RUNNING, {}, "d", now, now)],
+                              tasks=[TaskRecord("r", "leased", 0), TaskRecord("r", "plain", 1)]))
+        sql_ = LeaseSql(schema)
+        with store.transaction() as conn:
+            sql_.add(conn, "r", "j", ["leased"])
+            sql_.set_queue_job(conn, "r", "leased", 1)
+            grant = sql_.take(conn, "r", "leased", 1, Holder("bench", os.getpid(), "bench"))
+        assert grant is not None
+        fence = LeaseFence("r", "leased", grant.epoch)
+
+        def page(name: str, n: int) -> TaskRecord:
+            return TaskRecord("r", name, 0 if name == "leased" else 1, status=TaskStatus.IN_PROGRESS,
+                              cursor={"page": n}, pages=n, records=n * 100, updated_at=utcnow())
+
+        plain: list[float] = []
+        leased: list[float] = []
+        for rnd in range(10):  # interleaved rounds: drift on the machine hits both alike
+            t0 = time.perf_counter()
+            for n in range(COMMITS // 10):
+                store.apply(ChangeSet(tasks=[page("plain", rnd * 1000 + n)]))
+            t1 = time.perf_counter()
+            for n in range(COMMITS // 10):
+                store.apply(ChangeSet(tasks=[page("leased", rnd * 1000 + n)], fence=fence))
+            t2 = time.perf_counter()
+            plain.append(t1 - t0)
+            leased.append(t2 - t1)
+        per = COMMITS // 10
+        return statistics.median(plain) / per, statistics.median(leased) / per
+    finally:
+        store.close()
+        drop(schema, None)
+
+
+def takeover_seconds(trials: int) -> list[float]:
+    schema = f"bench_take_{uuid.uuid4().hex[:10]}"
+    url = store_url(schema)
+    fleet = make_fleet(url, "takeover")
+    fleet.prepare()
+    fleet.task(lambda run, task: None)
+    crew = Workers(url, "takeover", trials + 1, pages=10_000, delay=0.05)
+    found: list[float] = []
+    try:
+        for trial in range(trials):
+            name = f"slow{trial}"
+            fleet.start([name])
+            holder, text = crew.line(60)
+            while not text.startswith(f"PAGE {name} "):
+                holder, text = crew.line(60)
+            holder.kill()
+            killed = time.perf_counter()
+            while True:
+                proc, text = crew.line(60)
+                if text.startswith(f"PAGE {name} ") and proc is not holder:
+                    found.append(time.perf_counter() - killed)
+                    break
+            # the survivor keeps that task: end it by ending the run (its lease then refuses more commits)
+            run_id = fleet.store.list_runs("takeover", limit=1)[0].run_id
+            with psycopg.connect(PG, autocommit=True) as conn:
+                conn.execute(sql.SQL("UPDATE {}.leases SET state = 'finished' WHERE run_id = %s")
+                             .format(sql.Identifier(schema)), (run_id,))
+    finally:
+        crew.stop()
+        drop(schema, fleet)
+    return found
+
+
+def drop(schema: str, fleet: Fleet | None) -> None:
+    if fleet is not None:
+        fleet.store.close()
+    with psycopg.connect(PG, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+def _serve(server: _Server) -> None:
+    server.serve_forever()
+
+
+def main() -> None:
+    server = _Server(("127.0.0.1", 0), _Slow)
+    process = multiprocessing.get_context("fork").Process(target=_serve, args=(server,), daemon=True)
+    process.start()
+    server.server_close()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        one = tasks_per_second(base, 1)
+        eight = tasks_per_second(base, 8)
+    finally:
+        process.terminate()
+        process.join(10)
+    print(f"io-bound tasks ({DELAY * 1000:.0f} ms each, {TASKS_PER_WORKER} per worker): 1 worker {one:,.1f}/s, "
+          f"8 workers {eight:,.1f}/s")
+    print(f"ratio workers8_vs_1_io = {eight / one:.2f}")
+    plain, leased = lease_commit_ratio()
+    print(f"page commit on PostgreSQL: plain {plain * 1e6:,.0f} us, with the epoch check {leased * 1e6:,.0f} us "
+          f"(median of 10 rounds of {COMMITS // 10})")
+    print(f"ratio lease_commit_vs_plain_commit = {leased / plain:.2f}")
+    takeovers = takeover_seconds(5)
+    print(f"takeover after kill -9: median {statistics.median(takeovers):.2f} s "
+          f"(min {min(takeovers):.2f}, max {max(takeovers):.2f}, n={len(takeovers)}) "
+          f"with stall_timeout {STALL:g} s (heartbeat every {STALL / 3:.2f} s)")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["worker"]:
+        a: list[Any] = sys.argv[2:]
+        sys.exit(worker(a[0], a[1], a[2], int(a[3]), float(a[4])))
+    main()
