@@ -1,8 +1,8 @@
-"""Task leases seen by users (``syncpoint status``, ``runs show``, their ``--json``) and the liveness rule
-that knows about them (``syncpoint.liveness``): ``runs delete`` and ``runs cleanup`` leave a run alone while a
-worker holds one of its leases, and a plain ``--resume`` refuses a run whose tasks are leased to workers. A
-real fan-out and real workers (``tests/jobs/fleet_job.py``) on the real PostgreSQL; the CLI runs in-process
-(click's runner) to keep each test to a few seconds.
+"""Task leases seen by users (``syncpoint status``, ``runs show``, their ``--json``, the dashboard's run page)
+and the liveness rule that knows about them (``syncpoint.liveness``): ``runs delete`` and ``runs cleanup``
+leave a run alone while a worker holds one of its leases, and a plain ``--resume`` refuses a run whose tasks
+are leased to workers. A real fan-out and real workers (``tests/jobs/fleet_job.py``) on the real PostgreSQL;
+the CLI runs in-process (click's runner) to keep each test to a few seconds.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from click.testing import CliRunner, Result
 from fleet_support import FleetBed
-from helpers import ROOT
+from helpers import ROOT, Child
 
 import syncpoint
 from syncpoint.cli.main import cli
@@ -122,6 +123,19 @@ def test_status_and_runs_show_name_the_worker_holding_a_lease_and_keep_the_run_a
     assert row(details.split("task leases", 1)[1], task)[:7] == [task, "leased", "1", *who.split()]
     assert row(details.split("task leases", 1)[1], other)[:4] == [other, "queued", "0", "-"]
     assert "takeovers" not in details and "failed" not in details.split("task leases", 1)[1]  # none: no column
+
+    # the dashboard's run page says the same
+    server = Child(["-m", "syncpoint", "--store", bed.url, "serve", "--port", "0"], stdin=False)
+    try:
+        url = server.expect("dashboard: ").split()[1].rstrip("/")
+        with httpx.Client(base_url=url, trust_env=False, timeout=10) as client:
+            page = client.get(f"/runs/{run_id}").text
+            assert "1 task(s) leased to live workers" in page and f"leased · epoch 1 · {who}" in page
+            api = client.get(f"/api/runs/{run_id}").json()
+            assert api["live"] is True and {t["name"]: t["lease"]["pid"] for t in api["tasks"]}[task] == int(pid)
+    finally:
+        server.proc.terminate()
+        server.finish(timeout=20)
 
     # liveness: the worker takes no job lock, yet the run is never deleted while it holds a lease
     assert who in refused(sp("--store", bed.url, "runs", "delete", run_id, "--yes"), 75)
