@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from syncpoint import codec
+from syncpoint import codec, liveness
 from syncpoint.errors import EXIT_SIGINT, SyncpointError, UsageError
 from syncpoint.fail import report_error
 from syncpoint.failures import PermanentRule
@@ -131,16 +131,18 @@ class Job:
         return found
 
     def is_live(self, run: RunRecord) -> bool:
-        """True when ``run`` is being worked on right now by a live process holding the job's lock."""
-        if run.status is not RunStatus.RUNNING:
-            return False
-        holder = self.store.lock_holder(self.name)
-        return holder is not None and holder.run_id in (None, run.run_id)
+        """True when ``run`` is being worked on right now: by a live process holding the job's lock, or by a
+        worker holding one of its task leases with a fresh heartbeat (the rule: ``syncpoint.liveness``)."""
+        return liveness.run_is_live(self.store, run)
 
     def delete_run(self, run_id: str) -> RunRecord:
         run = self.get_run(run_id)
         if self.is_live(run):
             holder = self.store.lock_holder(self.name)
+            workers = liveness.live_workers(self.store, run)
+            if workers and not liveness.holds_run(holder, run):
+                raise UsageError(f"run {run_id} is being worked on by live workers "
+                                 f"({liveness.describe_workers(workers)}); stop them first")
             raise UsageError(
                 f"run {run_id} is running in a live process ({holder.describe() if holder else '?'}); "
                 "stop it first"

@@ -187,7 +187,11 @@ class LeaseState(str, enum.Enum):
 
 @dataclass(frozen=True)
 class LeaseInfo:
-    """A task's lease as the store holds it: who works on the task, since when, and its last sign of life."""
+    """A task's lease as the store holds it: who works on the task, since when, and its last sign of life.
+
+    ``read_at`` is the store's own clock at the moment it was read: ages (of the lease, of its heartbeat) are
+    measured against it, so a reader whose clock is off does not take a live worker for a dead one.
+    """
 
     run_id: str
     task: str
@@ -202,3 +206,4 @@ class LeaseInfo:
     commits: int = 0
     failures: int = 0
     takeovers: int = 0
+    read_at: datetime | None = None

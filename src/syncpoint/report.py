@@ -5,6 +5,10 @@ Every view is computed once as a plain summary (``RunSummary``, ``RunDetail``, `
 rendered either as a table or as a JSON-ready dict, so the two never disagree. The JSON shapes are
 ``codec.run_to_dict`` / ``task_to_dict`` / ``phase_to_dict`` plus the computed fields documented in
 docs/CLI.md.
+
+A run shared by many workers (``syncpoint.distributed``) also has task leases: they are shown as a table of
+their own (``syncpoint.lease_report``) and as a ``lease`` object per task, and they decide whether the run is
+live (``syncpoint.liveness``). A run without leases is shown exactly as before.
 """
 
 from __future__ import annotations
@@ -23,7 +27,19 @@ from rich.text import Text
 
 from syncpoint import codec
 from syncpoint.errors import LockHolder
-from syncpoint.model import FailedItem, PhaseRecord, RunRecord, RunStatus, TaskRecord, TaskStatus, utcnow
+from syncpoint.lease_report import counts, counts_text, lease_table, lease_to_dict
+from syncpoint.liveness import FRESH_HEARTBEAT_SECONDS, describe_workers, holds_run, live_leases
+from syncpoint.model import (
+    FailedItem,
+    LeaseInfo,
+    LeaseState,
+    PhaseRecord,
+    RunRecord,
+    RunStatus,
+    TaskRecord,
+    TaskStatus,
+    utcnow,
+)
 from syncpoint.stores import mask_url
 from syncpoint.stores.base import Store
 from syncpoint.tables import Column, FittedTable
@@ -164,10 +180,20 @@ class RunDetail:
     more_failed: dict[str, bool]
     location: str
     lock: LockHolder | None
+    leases: list[LeaseInfo] = field(default_factory=list)  # by task name; none unless many workers share it
 
     @property
     def run(self) -> RunRecord:
         return self.summary.run
+
+    @property
+    def live(self) -> bool:
+        """A process holds the job's lock, or a worker holds one of the run's leases (``syncpoint.liveness``)."""
+        if self.run.status is not RunStatus.RUNNING:
+            return False
+        if self.leases:  # many workers: the job's lock is theirs only while a fan-out adds tasks to this run
+            return bool(live_leases(self.leases)) or holds_run(self.lock, self.run)
+        return self.lock is not None
 
     @property
     def retryable(self) -> bool | None:
@@ -179,8 +205,12 @@ class RunDetail:
 
     def to_dict(self) -> dict[str, Any]:
         tasks = []
+        by_task = {lease.task: lease for lease in self.leases}
         for task in self.summary.tasks:
             data = codec.task_to_dict(task)
+            if self.leases:
+                lease = by_task.get(task.name)
+                data["lease"] = None if lease is None else lease_to_dict(lease)
             items = self.failed_items.get(task.name, [])
             data["failed_items"] = [
                 {"item_id": i.item_id, "error": i.error, "retryable": i.retryable} for i in items
@@ -190,7 +220,7 @@ class RunDetail:
         return {
             "run": self.summary.to_dict(),
             "location": self.location,
-            "live": self.lock is not None and self.run.status is RunStatus.RUNNING,
+            "live": self.live,
             "error": {"message": self.run.error, "retryable": self.retryable},
             "tasks": tasks,
             "phases": [codec.phase_to_dict(p) for p in self.phases],
@@ -203,7 +233,7 @@ class RunDetail:
         head.add_column()
         rows: list[tuple[str, str]] = [
             ("run", run.run_id), ("job", run.job), ("key", run.key or "-"), ("status", run.status.value),
-            ("live", _live_text(self.lock, run)), ("started", short_time(run.started_at)),
+            ("live", _live_text(self.lock, run, self.leases)), ("started", short_time(run.started_at)),
             ("updated", short_time(run.updated_at)), ("ended", short_time(run.ended_at) or "-"),
             ("duration", duration(run)), ("attempts", str(run.attempts)),
             ("exit code", "-" if run.exit_code is None else str(run.exit_code)),
@@ -217,6 +247,8 @@ class RunDetail:
         for name, value in rows:
             head.add_row(name, Text(value))
         parts: list[RenderableType] = [head, self._tasks_table()]
+        if self.leases:
+            parts.append(lease_table(self.leases, title="task leases"))
         if self.phases:
             phases = Table(title="phases", title_justify="left")
             for column in ("phase", "done at"):
@@ -259,7 +291,8 @@ def run_detail(store: Store, run: RunRecord, failed_limit: int = 20) -> RunDetai
             items[task.name] = found[:failed_limit]
             more[task.name] = len(found) > failed_limit
     holder = store.lock_holder(run.job) if run.status is RunStatus.RUNNING else None
-    return RunDetail(summary, store.get_phases(run.run_id), items, more, mask_url(store.location), holder)
+    return RunDetail(summary, store.get_phases(run.run_id), items, more, mask_url(store.location), holder,
+                     store.leases(run.run_id))
 
 
 def _error_text(error: str | None, retryable: bool | None) -> str:
@@ -276,43 +309,84 @@ def _run_error_text(run: RunRecord, retryable: bool | None) -> str:
     return _error_text(run.error, retryable)
 
 
-def _live_text(lock: LockHolder | None, run: RunRecord) -> str:
+def _live_text(lock: LockHolder | None, run: RunRecord, leases: list[LeaseInfo]) -> str:
     if run.status is not RunStatus.RUNNING:
         return "no"
+    if leases:
+        return _workers_text(lock if holds_run(lock, run) else None, leases)
     if lock is None:
         return "no — its process is gone; resume it with --resume"
     return f"yes — {lock.describe()}"
 
 
+def _workers_text(lock: LockHolder | None, leases: list[LeaseInfo]) -> str:
+    """Whether a run of many workers is live, and what to do when it is not: start a worker (not --resume)."""
+    live = live_leases(leases)
+    if live:
+        return f"yes — {len(live)} task(s) leased to {describe_workers(live)}"
+    if lock is not None:  # a fan-out adding tasks right now
+        return f"yes — {lock.describe()}"
+    if any(lease.state is LeaseState.LEASED for lease in leases):
+        return (f"no — no worker has sent a heartbeat for {FRESH_HEARTBEAT_SECONDS:.0f} s; "
+                "start a worker to continue it")
+    queued = sum(lease.state is LeaseState.QUEUED for lease in leases)
+    return f"no — {queued} task(s) queued, no worker at work; start one to continue it"
+
+
 # -- what is running now ------------------------------------------------------------------------------------
+LEASE_ROWS = 20  # leases of one run in ``status`` (the tasks in progress); every one: ``runs show``
+
+
 @dataclass(frozen=True)
 class LiveRun:
     summary: RunSummary
     lock: LockHolder | None
     current: list[TaskRecord] = field(default_factory=list)
+    leases: list[LeaseInfo] = field(default_factory=list)  # none unless many workers share the run
+
+    @property
+    def live(self) -> bool:
+        if self.leases:  # as ``RunDetail.live``
+            return bool(live_leases(self.leases)) or holds_run(self.lock, self.summary.run)
+        return self.lock is not None
+
+    def current_leases(self) -> list[LeaseInfo]:
+        """The leases of the tasks in ``current``, in its order."""
+        by_task = {lease.task: lease for lease in self.leases}
+        return [by_task[t.name] for t in self.current if t.name in by_task]
 
     def to_dict(self) -> dict[str, Any]:
         lock = None if self.lock is None else {k: v for k, v in self.lock.__dict__.items()}
-        return {
+        by_task = {lease.task: lease for lease in self.leases}
+        current = []
+        for t in self.current:
+            entry: dict[str, Any] = {"task": t.name, "cursor": t.cursor, "records": t.records, "ok": t.ok,
+                                     "failed": t.failed, "total": t.total, "updated_at": codec.ts(t.updated_at)}
+            if self.leases:
+                lease = by_task.get(t.name)
+                entry["lease"] = None if lease is None else lease_to_dict(lease)
+            current.append(entry)
+        found = {
             **self.summary.to_dict(),
-            "live": self.lock is not None,
+            "live": self.live,
             "lock": lock,
             "seconds_since_update": round((utcnow() - self.summary.run.updated_at).total_seconds(), 3),
-            "current": [
-                {"task": t.name, "cursor": t.cursor, "records": t.records, "ok": t.ok, "failed": t.failed,
-                 "total": t.total, "updated_at": codec.ts(t.updated_at)}
-                for t in self.current
-            ],
+            "current": current,
         }
+        if self.leases:
+            found["leases"] = counts(self.leases)
+        return found
 
 
 def running_runs(store: Store, job: str | None = None) -> list[LiveRun]:
     found = []
     for run in store.list_runs(job, statuses=[RunStatus.RUNNING]):
         summary = summarize(store, run)
-        current = [t for t in summary.tasks if t.status is TaskStatus.IN_PROGRESS]
+        leases = store.leases(run.run_id)
+        held = {lease.task for lease in leases if lease.state is LeaseState.LEASED}  # maybe not committed yet
+        current = [t for t in summary.tasks if t.status is TaskStatus.IN_PROGRESS or t.name in held]
         current.sort(key=lambda t: t.updated_at or run.started_at, reverse=True)
-        found.append(LiveRun(summary, store.lock_holder(run.job), current))
+        found.append(LiveRun(summary, store.lock_holder(run.job), current, leases))
     return found
 
 
@@ -326,7 +400,31 @@ def status_table(store: Store, runs: list[LiveRun]) -> FittedTable:
         table.add_row(
             s.run.run_id, s.run.job, f"{s.tasks_done}/{len(s.tasks)}", f"{s.ok}/{s.failed}", records,
             task.name if task else "", short_json(task.cursor, 40) if task else "", short_time(s.run.updated_at),
-            f"yes (pid {live.lock.pid} on {live.lock.host})" if live.lock else "no — stale, resume it",
-            style=None if live.lock else "yellow",
+            _live_cell(live), style=None if live.live else "yellow",
         )
     return table
+
+
+def _live_cell(live: LiveRun) -> str:
+    if live.leases:  # many workers: the lock is not theirs (only a fan-out takes it, for a moment)
+        workers = {(lease.host, lease.pid) for lease in live_leases(live.leases)}
+        if workers:
+            return f"yes ({len(workers)} worker{'s' if len(workers) > 1 else ''})"
+        return "yes (fan-out)" if holds_run(live.lock, live.summary.run) else "no — no live worker"
+    return f"yes (pid {live.lock.pid} on {live.lock.host})" if live.lock else "no — stale, resume it"
+
+
+def status_view(store: Store, runs: list[LiveRun]) -> RenderableType:
+    """The status table and, for each run of many workers, the leases of its tasks in progress."""
+    parts: list[RenderableType] = [status_table(store, runs)]
+    for live in runs:
+        if not live.leases:
+            continue
+        run_id = live.summary.run.run_id
+        shown = live.current_leases()
+        more = f"; {len(shown) - LEASE_ROWS} more in" if len(shown) > LEASE_ROWS else "; every task:"
+        parts.append(Text(f"\ntask leases of run {run_id}: {counts_text(live.leases)}{more} "
+                          f"syncpoint runs show {run_id}", style="bold"))
+        if shown:
+            parts.append(lease_table(shown[:LEASE_ROWS], title=None))
+    return Group(*parts)

@@ -6,7 +6,10 @@
     --resume          the latest incomplete run, else a new one ("nothing to resume" is said)
     otherwise         a new run (an incomplete one left behind is named, with how to resume it)
 
-A run found in status ``running`` is resumable at once: we hold the lock, so its holder is dead.
+A run found in status ``running`` is resumable at once: we hold the lock, so its holder is dead — unless
+it is shared by many workers (``syncpoint.distributed``), which take no job lock: a run with open task leases
+(queued or leased) belongs to its workers, and resuming it here is refused (exit 64) before anything is
+written; a worker continues it.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from syncpoint import codec
 from syncpoint.errors import AttemptsExhausted, ConfigChanged, UsageError
+from syncpoint.liveness import open_leases
 from syncpoint.model import RunRecord, RunStatus, TaskStatus, utcnow
 from syncpoint.options import RunOptions
 from syncpoint.stores.base import ChangeSet
@@ -101,6 +105,18 @@ def _latest_with_failures(job: Job) -> RunRecord | None:
     return None
 
 
+def _refuse_shared(job: Job, found: RunRecord) -> None:
+    """A run whose tasks are leased to workers is theirs: a single process resuming it would commit next to
+    them without a lease (and the queue would hand its tasks out again)."""
+    waiting = open_leases(job.store.leases(found.run_id))
+    if waiting:
+        raise UsageError(
+            f"run {found.run_id} of job {job.name!r} is shared by workers ({len(waiting)} task lease(s) open); "
+            "a single process does not resume it: see its workers with 'syncpoint status', start a worker to "
+            "continue it, or start over with --new-run"
+        )
+
+
 def _new(job: Job, options: RunOptions) -> RunRecord:
     from syncpoint.run import new_run_id
 
@@ -113,6 +129,7 @@ def _new(job: Job, options: RunOptions) -> RunRecord:
 
 
 def _resume(job: Job, options: RunOptions, found: RunRecord) -> RunRecord:
+    _refuse_shared(job, found)  # first: nothing below may write to a run its workers own
     limit = options.max_attempts
     if limit is not None and found.attempts >= limit and found.status is not RunStatus.COMPLETED:
         if found.status is not RunStatus.FAILED:

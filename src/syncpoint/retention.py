@@ -8,7 +8,11 @@ when the user names their status (``--status``) or says ``--include-resumable``.
 
 A run that a live process works on is never deleted. The deletion runs under the job's lock when the lock
 is free, so no process can start resuming a run while it is being deleted; when a live process holds the
-lock, its run is kept — and every run of the job, if it has not yet said which run it works on.
+lock, its run is kept — and every run of the job, if it has not yet said which run it works on. The workers
+of a run shared by many machines (``syncpoint.distributed``) take no job lock: a ``running`` run with a task
+lease held by a live worker (``syncpoint.liveness``) is kept too. That is checked just before deleting; a
+worker that comes to the run after that finds no lease to take, and the commit of one that was silent until
+then finds its lease gone and writes nothing.
 
 How "failed after its last attempt" is told from the stored record: the run's error is the line the run
 (``run.py``) and the resume logic (``resume.py``) write when the attempts run out, ``used N of M attempts``
@@ -23,6 +27,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from syncpoint.errors import JobLocked
+from syncpoint.liveness import live_workers
 from syncpoint.model import RunRecord, RunStatus
 from syncpoint.stores.base import ChangeSet, Store
 
@@ -62,8 +67,9 @@ def select(
 
 
 def delete(store: Store, job: str, doomed: Sequence[RunRecord], *, dry_run: bool = False) -> list[RunRecord]:
-    """Delete ``doomed`` (runs of ``job``) but any a live process holds; the runs deleted (or, with
-    ``dry_run``, that would be)."""
+    """Delete ``doomed`` (runs of ``job``) but any a live process or live workers hold; the runs deleted (or,
+    with ``dry_run``, that would be)."""
+    doomed = [r for r in doomed if not live_workers(store, r)]  # one read for each running run only
     if not doomed:
         return []
     if dry_run:

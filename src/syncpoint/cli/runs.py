@@ -9,23 +9,39 @@ from syncpoint.cli.common import CliContext, check_job, confirm, console, emit_j
 from syncpoint.dates import parse_duration
 from syncpoint.errors import JobLocked, LockHolder, UsageError
 from syncpoint.job import Job
+from syncpoint.liveness import describe_workers, holds_run, live_workers
 from syncpoint.model import RunRecord, RunStatus
 from syncpoint.report import run_detail, runs_table, summarize
 from syncpoint.stores import mask_url
+from syncpoint.stores.base import Store
 
 STATUS_CHOICE = click.Choice([s.value for s in RunStatus])
 
 
 class RunLocked(JobLocked):
-    """The run is being worked on by a live process: exit 75, like any locked job."""
+    """The run is being worked on by a live process, or by live workers: exit 75, like any locked job."""
 
-    def __init__(self, run: RunRecord, holder: LockHolder | None, action: str) -> None:
+    def __init__(self, run: RunRecord, holder: LockHolder | None, action: str, workers: str = "") -> None:
         super().__init__(run.job, holder)
         who = holder.describe() if holder else "another process"
         self.message = (
             f"run {run.run_id} of job {run.job!r} is running in a live process ({who}); not {action}: "
             "stop that process first (Ctrl+C or SIGTERM; its lock is released when it exits)"
         )
+        if workers:
+            self.message = (
+                f"run {run.run_id} of job {run.job!r} is being worked on by live workers ({workers}); "
+                f"not {action}: stop them first (SIGTERM hands their tasks back; see 'syncpoint status')"
+            )
+
+
+def refuse_live(store: Store, run: RunRecord, action: str) -> None:
+    """Raise ``RunLocked`` naming who works on ``run``: the job's lock holder, or the workers of its leases."""
+    holder = store.lock_holder(run.job)
+    workers = live_workers(store, run)
+    if holds_run(holder, run) or not workers:
+        raise RunLocked(run, holder, action)
+    raise RunLocked(run, holder, action, describe_workers(workers))
 
 
 @click.group()
@@ -81,12 +97,13 @@ def show_run(cli: CliContext, run_id: str, failed_limit: int, as_json: bool) -> 
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @pass_cli
 def delete_run(cli: CliContext, run_id: str, yes: bool) -> None:
-    """Delete one run with its tasks, phases and ledgers. A run that a live process works on is refused."""
+    """Delete one run with its tasks, phases and ledgers. A run that a live process or live workers work on is
+    refused."""
     store = cli.store()
     run = find_run(store, run_id)
     job = Job(run.job, store=store)
     if job.is_live(run):
-        raise RunLocked(run, store.lock_holder(run.job), "deleted")
+        refuse_live(store, run, "deleted")
     summary = summarize(store, run)
     question = (f"delete run {run.run_id} of job {run.job!r} ({run.status.value}, "
                 f"{summary.tasks_done}/{len(summary.tasks)} tasks, {summary.ok + summary.failed} items)?")

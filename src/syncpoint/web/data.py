@@ -16,6 +16,7 @@ from itertools import islice, pairwise
 from typing import Any
 
 from syncpoint import codec
+from syncpoint.liveness import holds_run
 from syncpoint.model import ProgressSample, RunHead, RunRecord, RunStatus, TaskRecord, TaskStatus
 from syncpoint.report import RunSummary, run_detail
 from syncpoint.stores import mask_url
@@ -127,7 +128,8 @@ def run_view(store: Store, run: RunRecord, samples: list[ProgressSample] | None 
     }
     detail["failed"] = failed_counts(store, run.run_id, tasks)
     detail["config_changes"] = CONFIG_CHANGES.get(store, run)
-    detail["lock"] = dict(found.lock.__dict__) if detail["live"] and found.lock is not None else None
+    holder = found.lock if not found.leases or holds_run(found.lock, run) else None  # workers take no job lock
+    detail["lock"] = dict(holder.__dict__) if detail["live"] and holder is not None else None
     return detail
 
 

@@ -63,6 +63,13 @@
       setText(field("pages"), fmt(t.pages));
       setText(field("cursor"), t.cursor === null ? "–" : JSON.stringify(t.cursor).slice(0, 60));
       setText(field("eta"), clock(t.eta_seconds));
+      const lease = t.lease;  // a run of many workers: who holds the task, and its last sign of life
+      if (lease) {
+        setText(field("lease"), `${lease.state} · epoch ${lease.epoch}` +
+          (lease.pid === null ? "" : ` · pid ${lease.pid} on ${lease.host}`));
+        setText(field("heartbeat"), lease.heartbeat_age_seconds === null ? "–" :
+          `${Math.round(lease.heartbeat_age_seconds)} s ago`);
+      }
     });
   }
 
