@@ -130,3 +130,14 @@ def test_stores_without_leases_refuse_a_fenced_commit(kind: str, tmp_path: Path)
         with pytest.raises(UsageError, match="many workers on one run need PostgreSQL"):
             embedded.apply(progress("t0", 1, epoch=1))
         assert embedded.leases("r1") == []
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "json", "postgres"])
+def test_get_task_reads_one_task_of_a_run(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    opened = request.getfixturevalue("store") if kind == "postgres" else open_store(store_url(kind, tmp_path))
+    now = utcnow()
+    opened.apply(ChangeSet(runs=[RunRecord("r1", "j", RunStatus.RUNNING, {}, "d", now, now)],
+                           tasks=[TaskRecord("r1", "a", 0, cursor={"page": 1}), TaskRecord("r1", "b", 1)]))
+    found = opened.get_task("r1", "a")
+    assert found is not None and (found.name, found.cursor, found.position) == ("a", {"page": 1}, 0)
+    assert opened.get_task("r1", "zz") is None and opened.get_task("nope", "a") is None

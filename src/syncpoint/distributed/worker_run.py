@@ -13,6 +13,7 @@ dead writes nothing once another holds the task. It offers the task the same hos
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import threading
 import time
@@ -97,7 +98,6 @@ class WorkerRun:
         self._lost = threading.Event()
         self.record: RunRecord
         self.task: Task
-        self.state: JobState
         self._run_id = run_id
 
     # -- what a task needs from its host (syncpoint.task.TaskHost) -------------------------------------
@@ -230,13 +230,18 @@ class WorkerRun:
         if record is None or record.status is not RunStatus.RUNNING:
             return False
         self.record = record
-        tasks = {t.name: t for t in self.store.get_tasks(self.run_id)}
-        if self.task_name not in tasks:
+        task = self.store.get_task(self.run_id, self.task_name)
+        if task is None:
             raise UsageError(f"run {self.run_id} has no task {self.task_name!r}")
-        self.task = Task(self, tasks[self.task_name])
+        self.task = Task(self, task)
         self._buffer.mark_persisted([self.task_name])
-        self.state = JobState(self.job.name, self._buffer, self.store.get_state(self.job.name), self.commit)
         return True
+
+    @functools.cached_property
+    def state(self) -> JobState:
+        """The job's bookmarks (read when first used: most tasks never touch them). Shared by every worker
+        of the job: the last commit of a key wins."""
+        return JobState(self.job.name, self._buffer, self.store.get_state(self.job.name), self.commit)
 
     def execute(self, fn: Callable[[WorkerRun, Task], object]) -> Ending:
         """Run ``fn`` on the task and end the lease as its outcome says, in one commit with the fence."""

@@ -169,6 +169,10 @@ class Store(abc.ABC):
     def get_tasks(self, run_id: str) -> list[TaskRecord]:
         """A run's tasks in position order."""
 
+    def get_task(self, run_id: str, name: str) -> TaskRecord | None:
+        """One task of a run (a worker that holds one task of a shared run reads only that one)."""
+        return next((t for t in self.get_tasks(run_id) if t.name == name), None)
+
     @abc.abstractmethod
     def get_phases(self, run_id: str) -> list[PhaseRecord]:
         """A run's phases in position order."""

@@ -210,6 +210,7 @@ class Queries:
         self.select_runs = q(f"SELECT {_RUN_COLUMNS} FROM {{s}}.runs")
         self.get_run = q(f"SELECT {_RUN_COLUMNS} FROM {{s}}.runs WHERE run_id = %s")
         self.get_tasks = q(f"SELECT {_TASK_COLUMNS} FROM {{s}}.tasks WHERE run_id = %s ORDER BY position, name")
+        self.get_task = q(f"SELECT {_TASK_COLUMNS} FROM {{s}}.tasks WHERE run_id = %s AND name = %s")
         self.get_phases = q(
             "SELECT run_id, name, position, completed_at FROM {s}.phases WHERE run_id = %s ORDER BY position, name"
         )
@@ -645,6 +646,10 @@ class PostgresStore(Store):
 
     def get_tasks(self, run_id: str) -> list[TaskRecord]:
         return [self._task(row) for row in self._fetch(self.queries.get_tasks, (run_id,))]
+
+    def get_task(self, run_id: str, name: str) -> TaskRecord | None:
+        rows = self._fetch(self.queries.get_task, (run_id, name))
+        return self._task(rows[0]) if rows else None
 
     def leases(self, run_id: str) -> list[LeaseInfo]:
         return [
