@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_postgres.py
 	$(PY) benchmarks/bench_concurrency.py
 	$(PY) benchmarks/bench_web.py
+	$(PY) benchmarks/bench_distributed.py
 
 soak: $(STAMP)
 	$(PY) -m pytest -q -s -m "soak or fuzz" --run-soak tests/campaign

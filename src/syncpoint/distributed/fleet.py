@@ -1,8 +1,7 @@
 """Many workers on one run: the fan-out, the workers, and the keeper that heartbeats and re-queues.
 
-    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=URL))
-    job = syncpoint.Job("gh", config, store=URL)                # the PostgreSQL store, same database
-    fleet = Fleet(job, app)
+    job = syncpoint.Job("gh", config, store=URL)                # the PostgreSQL store
+    fleet = Fleet(job)                                            # its queue: procrastinate, same database
 
     @fleet.task
     def collect(run: WorkerRun, task: syncpoint.Task) -> None:  # one task, resumed from its checkpoint
@@ -69,7 +68,7 @@ class Fleet:
     def __init__(
         self,
         job: Job,
-        app: procrastinate.App,
+        app: procrastinate.App | None = None,
         *,
         queue: str | None = None,
         stall_timeout: float = DEFAULT_STALL_TIMEOUT,
@@ -85,7 +84,9 @@ class Fleet:
             raise UsageError("stall_timeout must be > 0, max_attempts >= 1 and retry_wait >= 0")
         self.job = job
         self.store: PostgresStore = job.store
-        self.app = app
+        #: The queue's app: yours (its connector on the store's database), or one made on the store's database.
+        self.app = app or procrastinate.App(
+            connector=procrastinate.PsycopgConnector(conninfo=self.store.target.conninfo))
         self.queue = queue or f"syncpoint.{job.name}"
         self.task_name = f"syncpoint:{job.name}"
         self.stall_timeout = float(stall_timeout)
@@ -99,7 +100,7 @@ class Fleet:
         self._active_mu = threading.Lock()
         self._stop: tuple[str, int] | None = None
         self._holder = Holder(socket.gethostname(), os.getpid(), f"{socket.gethostname()}:{os.getpid()}")
-        app.task(name=self.task_name, queue=self.queue, pass_context=True)(self._handle)
+        self.app.task(name=self.task_name, queue=self.queue, pass_context=True)(self._handle)
 
     # -- the task function ----------------------------------------------------------------------------
     def task(self, fn: F) -> F:
