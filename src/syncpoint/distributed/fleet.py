@@ -37,7 +37,15 @@ from procrastinate.worker import Worker
 
 from syncpoint import codec
 from syncpoint.distributed.worker_run import Attempts, WorkerRun
-from syncpoint.errors import EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, ConfigChanged, StoreError, UsageError
+from syncpoint.errors import (
+    EXIT_OK,
+    EXIT_SIGINT,
+    EXIT_SIGTERM,
+    ConfigChanged,
+    StoreError,
+    SyncpointError,
+    UsageError,
+)
 from syncpoint.job import Job
 from syncpoint.model import RunRecord, RunStatus, TaskRecord, utcnow
 from syncpoint.names import check_value_name
@@ -218,8 +226,20 @@ class Fleet:
         """Work on this job's queue until a signal (or, with ``until_done``, until no task is left); the exit code.
 
         A first SIGINT/SIGTERM hands every task in progress back (commit, lease queued for another worker at
-        once) and exits 130/143; a second exits at once (the leases then wait for ``stall_timeout``).
+        once) and exits 130/143; a second exits at once (the leases then wait for ``stall_timeout``). Logging is
+        set up unless the program did (one line per task taken over, handed back, failed or done); an error a
+        user can cause (the database away, a missing task function) ends in one line and its exit code.
         """
+        from syncpoint.fail import report_error
+        from syncpoint.logs import ensure_logging
+
+        ensure_logging()
+        try:
+            return self._work_until(concurrency, until_done, name)
+        except SyncpointError as err:
+            return report_error(err)
+
+    def _work_until(self, concurrency: int, until_done: bool, name: str | None) -> int:
         if self._fn is None:
             raise UsageError(f"fleet of job {self.job.name!r} has no task function; decorate one with @fleet.task")
         if concurrency < 1:
