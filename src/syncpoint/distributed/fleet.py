@@ -198,7 +198,7 @@ class Fleet:
             raise UsageError(f"fleet of job {self.job.name!r} has no task function; decorate one with @fleet.task")
         job_id = context.job.id
         assert job_id is not None
-        with self.store.transaction() as conn:
+        with self.store.connection() as conn:
             grant = self._sql.take(conn, run_id, task, job_id, self._holder)
         if grant is None:
             log.info("queue job %s for task %s of run %s is stale (the task moved on); nothing to do",
@@ -300,7 +300,7 @@ class Fleet:
         """Refresh the heartbeat of every lease held here; a lease found lost stops its task (nothing more
         of it is written)."""
         runs = {(r.run_id, r.task_name, r.epoch): r for r in self.held()}
-        with self.store.transaction() as conn:
+        with self.store.connection() as conn:
             lost = self._sql.heartbeat(conn, list(runs))
         for key in lost:
             log.warning("lost the lease on task %s of run %s (epoch %d): another worker took it over",
@@ -319,7 +319,7 @@ class Fleet:
         return len(stalled)
 
     def open_leases(self) -> int:
-        with self.store.transaction() as conn:
+        with self.store.connection() as conn:
             return self._sql.open_count(conn, self.job.name)
 
 

@@ -65,28 +65,20 @@ class LeaseSql:
     def take(self, conn: Conn, run_id: str, task: str, queue_job: int, holder: Holder) -> Grant | None:
         """Grant the lease to ``holder`` with the next epoch, if ``queue_job`` is the job that may take it now
         (None: the job is stale — the task finished, or was handed to a newer job)."""
-        grant = conn.cursor()
-        with conn.pipeline():  # one round trip: the grant, then its audit row (after the UPDATE's row lock,
-            # so granted_at is later than any commit of the previous epoch)
-            grant.execute(
-                self._q(
-                    "UPDATE {s}.leases SET epoch = epoch + 1, state = 'leased', host = %s, pid = %s, worker = %s, "
-                    "leased_at = clock_timestamp(), heartbeat_at = clock_timestamp() "
-                    "WHERE run_id = %s AND task = %s AND queue_job = %s AND state <> 'finished' "
-                    "RETURNING epoch, failures"
-                ),
-                (holder.host, holder.pid, holder.worker, run_id, task, queue_job),
-            )
-            conn.execute(
-                self._q(
-                    "INSERT INTO {s}.lease_grants (run_id, task, epoch, granted_at, host, pid) "
-                    "SELECT run_id, task, epoch, clock_timestamp(), host, pid FROM {s}.leases "
-                    "WHERE run_id = %s AND task = %s AND queue_job = %s AND state = 'leased' AND pid = %s "
-                    "AND host = %s ON CONFLICT DO NOTHING"
-                ),
-                (run_id, task, queue_job, holder.pid, holder.host),
-            )
-        row = grant.fetchone()
+        row = conn.execute(
+            self._q(
+                # one statement: the grant, then its audit row — made from the UPDATE's result, so after the
+                # row lock, and granted_at is later than any commit of the previous epoch
+                "WITH taken AS (UPDATE {s}.leases SET epoch = epoch + 1, state = 'leased', host = %s, pid = %s, "
+                "worker = %s, leased_at = clock_timestamp(), heartbeat_at = clock_timestamp() "
+                "WHERE run_id = %s AND task = %s AND queue_job = %s AND state <> 'finished' "
+                "RETURNING run_id, task, epoch, failures, host, pid), "
+                "granted AS (INSERT INTO {s}.lease_grants (run_id, task, epoch, granted_at, host, pid) "
+                "SELECT run_id, task, epoch, clock_timestamp(), host, pid FROM taken ON CONFLICT DO NOTHING) "
+                "SELECT epoch, failures FROM taken"
+            ),
+            (holder.host, holder.pid, holder.worker, run_id, task, queue_job),
+        ).fetchone()
         if row is None:
             return None
         epoch = int(row[0])

@@ -658,6 +658,15 @@ class PostgresStore(Store):
         ]
 
     @contextlib.contextmanager
+    def connection(self) -> Iterator[Conn]:
+        """A pooled autocommit connection (each statement its own transaction), errors the store's usual ones;
+        not retried."""
+        if self.read_only:
+            raise StoreError(f"{self.location} was opened read-only (for inspection); nothing was written")
+        with _translate(self.target), self._pool().connection() as conn:
+            yield conn
+
+    @contextlib.contextmanager
     def transaction(self) -> Iterator[Conn]:
         """A pooled connection inside a transaction, committed at the end of the block (rolled back on error).
 
