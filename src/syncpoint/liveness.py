@@ -6,11 +6,11 @@ drops the lock when it dies, so a held lock means a live process). The workers o
 heartbeat every third of the fleet's stall timeout (30 s by default), and every commit refreshes it too.
 
 So a ``running`` run is live when a process holds the job's lock for it, or when one of its leases is held
-(state ``leased``) with a heartbeat younger than ``FRESH_HEARTBEAT_SECONDS`` (60 s): twice the default stall
-timeout. A worker silent for that long has missed several heartbeats; any other live worker of the fleet has
-already handed its task on (and fenced it). Deleting such a run is safe even if the silent worker comes back:
-its next commit finds no lease and writes nothing. (A fleet whose stall timeout is 180 s or more heartbeats
-only every 60 s or less often; its live workers can then look silent between two heartbeats.)
+(state ``leased``) with a heartbeat younger than twice the holder's stall timeout (stored with the lease;
+``FRESH_HEARTBEAT_SECONDS``, 60 s, for a lease that does not say). A worker silent for that long has missed
+several heartbeats; any other live worker of the fleet has already handed its task on (and fenced it).
+Deleting such a run is safe even if the silent worker comes back: its next commit finds no lease and writes
+nothing.
 
 Ages are measured on the store's clock (``LeaseInfo.read_at``), not on the reader's.
 
@@ -49,7 +49,8 @@ def is_live(lease: LeaseInfo) -> bool:
     if lease.state is not LeaseState.LEASED:
         return False
     age = age_seconds(lease, lease.heartbeat_at)
-    return age is not None and age < FRESH_HEARTBEAT_SECONDS
+    fresh = 2 * lease.stall_timeout if lease.stall_timeout else FRESH_HEARTBEAT_SECONDS
+    return age is not None and age < fresh
 
 
 def open_leases(leases: Iterable[LeaseInfo]) -> list[LeaseInfo]:

@@ -207,3 +207,4 @@ class LeaseInfo:
     failures: int = 0
     takeovers: int = 0
     read_at: datetime | None = None
+    stall_timeout: float | None = None  # seconds; the holder's fleet's setting

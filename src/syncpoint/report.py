@@ -28,7 +28,7 @@ from rich.text import Text
 from syncpoint import codec
 from syncpoint.errors import LockHolder
 from syncpoint.lease_report import counts, counts_text, lease_table, lease_to_dict
-from syncpoint.liveness import FRESH_HEARTBEAT_SECONDS, describe_workers, holds_run, live_leases
+from syncpoint.liveness import describe_workers, holds_run, live_leases
 from syncpoint.model import (
     FailedItem,
     LeaseInfo,
@@ -327,7 +327,7 @@ def _workers_text(lock: LockHolder | None, leases: list[LeaseInfo]) -> str:
     if lock is not None:  # a fan-out adding tasks right now
         return f"yes — {lock.describe()}"
     if any(lease.state is LeaseState.LEASED for lease in leases):
-        return (f"no — no worker has sent a heartbeat for {FRESH_HEARTBEAT_SECONDS:.0f} s; "
+        return ("no — no worker has sent a heartbeat for twice its stall timeout; "
                 "start a worker to continue it")
     queued = sum(lease.state is LeaseState.QUEUED for lease in leases)
     return f"no — {queued} task(s) queued, no worker at work; start one to continue it"

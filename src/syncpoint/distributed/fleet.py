@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import procrastinate
@@ -107,7 +108,8 @@ class Fleet:
         self._active: dict[int, WorkerRun] = {}
         self._active_mu = threading.Lock()
         self._stop: tuple[str, int] | None = None
-        self._holder = Holder(socket.gethostname(), os.getpid(), f"{socket.gethostname()}:{os.getpid()}")
+        host = socket.gethostname()
+        self._holder = Holder(host, os.getpid(), f"{host}:{os.getpid()}", self.stall_timeout)
         self.app.task(name=self.task_name, queue=self.queue, pass_context=True)(self._handle)
 
     # -- the task function ----------------------------------------------------------------------------
@@ -245,7 +247,7 @@ class Fleet:
         if concurrency < 1:
             raise UsageError(f"concurrency must be at least 1, got {concurrency}")
         if name is not None:
-            self._holder = Holder(self._holder.host, self._holder.pid, name)
+            self._holder = replace(self._holder, worker=name)
         for signum in (signal.SIGINT, signal.SIGTERM):  # until the worker's own handlers: nothing held yet
             signal.signal(signum, _exit_on_signal)
         self.prepare()

@@ -33,6 +33,7 @@ class Holder:
     host: str
     pid: int
     worker: str
+    stall_timeout: float | None = None
 
 
 class LeaseSql:
@@ -70,14 +71,14 @@ class LeaseSql:
                 # one statement: the grant, then its audit row — made from the UPDATE's result, so after the
                 # row lock, and granted_at is later than any commit of the previous epoch
                 "WITH taken AS (UPDATE {s}.leases SET epoch = epoch + 1, state = 'leased', host = %s, pid = %s, "
-                "worker = %s, leased_at = clock_timestamp(), heartbeat_at = clock_timestamp() "
+                "worker = %s, stall_timeout = %s, leased_at = clock_timestamp(), heartbeat_at = clock_timestamp() "
                 "WHERE run_id = %s AND task = %s AND queue_job = %s AND state <> 'finished' "
                 "RETURNING run_id, task, epoch, failures, host, pid), "
                 "granted AS (INSERT INTO {s}.lease_grants (run_id, task, epoch, granted_at, host, pid) "
                 "SELECT run_id, task, epoch, clock_timestamp(), host, pid FROM taken ON CONFLICT DO NOTHING) "
                 "SELECT epoch, failures FROM taken"
             ),
-            (holder.host, holder.pid, holder.worker, run_id, task, queue_job),
+            (holder.host, holder.pid, holder.worker, holder.stall_timeout, run_id, task, queue_job),
         ).fetchone()
         if row is None:
             return None

@@ -204,7 +204,7 @@ class Queries:
         )
         self.leases = q(
             "SELECT run_id, task, state, epoch, host, pid, worker, leased_at, heartbeat_at, queued_at, commits, "
-            "failures, takeovers, clock_timestamp() FROM {s}.leases WHERE run_id = %s ORDER BY task"
+            "failures, takeovers, clock_timestamp(), stall_timeout FROM {s}.leases WHERE run_id = %s ORDER BY task"
         )
         self.run_counts = q("SELECT job, status, count(*) FROM {s}.runs GROUP BY job, status")
         self.select_runs = q(f"SELECT {_RUN_COLUMNS} FROM {{s}}.runs")

@@ -24,6 +24,7 @@ CREATE TABLE IF NOT EXISTS {schema}.leases (
     commits bigint NOT NULL DEFAULT 0,
     failures integer NOT NULL DEFAULT 0,  -- attempts that failed with a retryable error
     takeovers integer NOT NULL DEFAULT 0,  -- grants that fenced a holder presumed dead
+    stall_timeout double precision,  -- the holder's fleet's: no heartbeat for this long and it is presumed dead
     PRIMARY KEY (run_id, task)
 );
 CREATE INDEX IF NOT EXISTS leases_open ON {schema}.leases (job, state, heartbeat_at) WHERE state <> 'finished';
