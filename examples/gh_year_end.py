@@ -563,7 +563,12 @@ def fan_out(settings: Settings, options: syncpoint.RunOptions) -> int:
         with settings.client() as client:
             repos = discover_repos(client, settings)
         names = [f"{repo}:{endpoint}" for endpoint in settings.endpoints for repo in repos]
-        run_id = fleet.start(names, key=key, params={"mode": DISTRIBUTED})
+        try:
+            run_id = fleet.start(names, key=key, params={"mode": DISTRIBUTED})
+        except syncpoint.ConfigChanged as err:  # its own advice (--force) is a single-process run's
+            changed = ", ".join(err.changed)
+            raise syncpoint.UsageError(f"run {err.run_id} of this collection is being worked on with other "
+                                       f"settings ({changed}); let its workers finish it first") from None
         click.echo(f"run {run_id}: {len(names)} task(s) queued ({len(repos)} repositories x "
                    f"{len(settings.endpoints)} endpoints); start workers with --work")
         return 0
