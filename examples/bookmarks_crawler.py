@@ -27,6 +27,16 @@ connection bound to the run
 (``Run.bind``): the rows and the checkpoint that covers them commit in one transaction. Without it, pages are
 appended to ``--output-file`` and fsynced; the file is cut back to its committed length on start. See
 docs/EXAMPLES.md.
+
+Many workers (``pip install 'syncpoint[procrastinate]'``; ``syncpoint.distributed``), direct import only::
+
+    python examples/bookmarks_crawler.py --tokens tokens.json --direct-import --enqueue  # a task per user
+    python examples/bookmarks_crawler.py --tokens tokens.json --work --until-done        # in N terminals
+
+Each worker binds its own connection to the user's task (``with run.bind(conn):``): a page's rows commit in
+the transaction that moves the cursor past it, and that transaction first checks the lease's epoch. A worker
+killed, or fenced after a takeover, leaves no row without its checkpoint: every bookmark once, and every
+``bookmarks_count`` exact.
 """
 
 from __future__ import annotations

@@ -682,7 +682,8 @@ def finish_distributed(job: syncpoint.Job, base: Settings) -> None:
         shutil.rmtree(settings.target / "parts" / run.run_id, ignore_errors=True)
         with contextlib.suppress(OSError):  # other runs' parts may still be there
             (settings.target / "parts").rmdir()
-        log.info("run %s is %s; manifest written: %s", run.run_id, run.status.value, settings.target / "manifest.json")
+        log.info("run %s ended %s; manifest written: %s", run.run_id, run.status.value,
+                 settings.target / "manifest.json")
 
 
 # -- the command line --------------------------------------------------------------------------------------
