@@ -528,19 +528,12 @@ def make_fleet(job_name: str, store: str, config: dict[str, Any], *, stall_timeo
                max_attempts: int | None = None) -> Fleet:
     """The job's ``Fleet``: procrastinate's queue and syncpoint's leases in the store's database."""
     try:
-        import procrastinate
-
         from syncpoint.distributed import Fleet
-        from syncpoint.stores import pg_migrations
     except ImportError as exc:
         raise syncpoint.UsageError(f"many workers need: pip install 'syncpoint[procrastinate]' ({exc})") from None
     job = syncpoint.Job(job_name, config, store=store)
-    # procrastinate warns that an App made in __main__ cannot be imported by its own CLI (`procrastinate
-    # worker`); the workers here are this program (--work), so the warning would only confuse
-    logging.getLogger("procrastinate.blueprints").setLevel(logging.ERROR)
-    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=pg_migrations.parse_url(store).conninfo))
     try:
-        return Fleet(job, app, stall_timeout=stall_timeout, max_attempts=max_attempts or 3)
+        return Fleet(job, stall_timeout=stall_timeout, max_attempts=max_attempts or 3)
     except BaseException:
         job.close()
         raise
