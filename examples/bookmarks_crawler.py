@@ -27,6 +27,16 @@ connection bound to the run
 (``Run.bind``): the rows and the checkpoint that covers them commit in one transaction. Without it, pages are
 appended to ``--output-file`` and fsynced; the file is cut back to its committed length on start. See
 docs/EXAMPLES.md.
+
+Many workers (``pip install 'syncpoint[procrastinate]'``; ``syncpoint.distributed``), direct import only::
+
+    python examples/bookmarks_crawler.py --tokens tokens.json --direct-import --enqueue  # a task per user
+    python examples/bookmarks_crawler.py --tokens tokens.json --work --until-done        # in N terminals
+
+Each worker binds its own connection to the user's task (``with run.bind(conn):``): a page's rows commit in
+the transaction that moves the cursor past it, and that transaction first checks the lease's epoch. A worker
+killed, or fenced after a takeover, leaves no row without its checkpoint: every bookmark once, and every
+``bookmarks_count`` exact.
 """
 
 from __future__ import annotations
@@ -37,14 +47,19 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import click
 
 import syncpoint
 from syncpoint.http import HttpClient, HttpError, PermanentHttpError, RetryPolicy, paginate_cursor
+from syncpoint.logs import ensure_logging
 from syncpoint.model import utcnow
+from syncpoint.stores import mask_url
+
+if TYPE_CHECKING:
+    from syncpoint.distributed import Fleet, WorkerRun
 
 log = logging.getLogger("bookmarks_crawler")
 
@@ -82,6 +97,13 @@ class Settings:
             "output_file_path": None if self.output_file is None else str(self.output_file),
         }
 
+    def for_run(self, config: dict[str, Any], params: dict[str, Any]) -> Settings:
+        """These settings for the crawl a run names (a worker takes the API, the users, the destination and
+        the summaries from the run that ``--enqueue`` started; tokens, paging and backoff stay its own)."""
+        return replace(self, base_url=str(config["base_url"]), users=tuple(str(u) for u in config["users"]),
+                       direct_import=True, output_file=None, dest_schema=str(config["dest_schema"]),
+                       enable_summarization=bool(params.get("enable_summarization")))
+
     def connect(self, run: syncpoint.Run, token: str) -> HttpClient:
         policy = RetryPolicy(initial_wait=self.retry_wait, jitter=self.retry_wait, max_wait=max(self.retry_wait, 30))
         return HttpClient(self.base_url, headers={"Authorization": f"Bearer {token}"}, retry=policy, sleep=run.sleep,
@@ -117,6 +139,8 @@ def crawl(settings: Settings, options: syncpoint.RunOptions, connect: Connect | 
     conn: Any = None
     try:
         try:
+            if not (options.list_runs or options.cleanup):
+                refuse_distributed_run(job, options)
             create_original_views(job.store, settings.job)
             if settings.direct_import and not (options.list_runs or options.cleanup):
                 conn = open_destination(job.store)
@@ -368,11 +392,13 @@ def tweet_id(post: Any) -> int:
 class Crawler:
     """One run's body: one isolated task per user."""
 
-    def __init__(self, run: syncpoint.Run, settings: Settings, dest: Destination, connect: Connect) -> None:
+    def __init__(self, run: syncpoint.Run | WorkerRun, settings: Settings, dest: Destination, connect: Connect,
+                 on_page: Callable[[syncpoint.Task, int], None] | None = None) -> None:
         self.run = run
         self.settings = settings
         self.dest = dest
         self.connect = connect
+        self.on_page = on_page  # (task, bookmarks added) after each page's commit
 
     def execute(self) -> None:
         self.dest.open(self.run)
@@ -394,6 +420,11 @@ class Crawler:
             self.dest.close()
 
     def crawl_user(self, task: syncpoint.Task) -> None:
+        self.finish(*self.crawl_pages(task))
+
+    def crawl_pages(self, task: syncpoint.Task) -> tuple[str, int | None, int, int | None]:
+        """Every page of the user's new bookmarks, each committed with its cursor; (user, newest ID, bookmarks
+        taken, the stored last_tweet_id) for ``finish``."""
         user = task.name
         token = self.settings.tokens.get(user)
         if token is None:
@@ -429,9 +460,11 @@ class Crawler:
                     nxt = None if reached else page.next_state
                     task.set_cursor({"type": "token", "token": nxt, "newest": None if newest is None else str(newest),
                                      "new": taken, "bytes": size}, pages=1, records=len(fresh))
+                    if self.on_page is not None:
+                        self.on_page(task, added)
                     if reached:
                         break
-        self.finish(user, newest, taken, stop_at)
+        return user, newest, taken, stop_at
 
     def prepare(self, post: dict[str, Any]) -> dict[str, Any]:
         post = {"id": post["id"], "text": post.get("text"), "created_at": post.get("created_at")}
@@ -448,6 +481,128 @@ class Crawler:
         state.set(f"{user}.bookmarks_count", int(str(state.get(f"{user}.bookmarks_count", 0))) + taken)
         log.info("%s: %d new bookmark(s); last_tweet_id %s", user, taken, state.get(f"{user}.last_tweet_id"))
         click.echo(f"crawled {user}: {taken} new")
+
+
+# -- many workers: --enqueue and --work (syncpoint.distributed) ------------------------------------------------
+DISTRIBUTED = "distributed"  # params["mode"] of a run that --enqueue started: its workers continue it
+FLEET_KEY = "workers"  # the run key of the workers' crawl: enqueueing again reuses the running one
+
+
+def is_distributed(run: syncpoint.RunRecord) -> bool:
+    return run.params.get("mode") == DISTRIBUTED
+
+
+def refuse_distributed_run(job: syncpoint.Job, options: syncpoint.RunOptions) -> None:
+    """A single-process crawl must not run beside a crawl that workers do (both would move the same users'
+    ``last_tweet_id``), nor continue one: its commits would carry no lease."""
+    from syncpoint.resume import RESUMABLE
+
+    running = job.store.list_runs(job.name, statuses=[syncpoint.RunStatus.RUNNING], key=FLEET_KEY, limit=1)
+    if running and is_distributed(running[0]):
+        raise syncpoint.UsageError(f"run {running[0].run_id} is being crawled by workers (--enqueue, --work); let "
+                                   "them finish it, or crawl under another --job")
+    if options.resume_run is not None:
+        candidate = job.store.get_run(options.resume_run)
+    elif options.resume:
+        latest = job.store.list_runs(job.name, statuses=RESUMABLE, limit=1)
+        candidate = latest[0] if latest else None
+    else:
+        return
+    if candidate is not None and candidate.job == job.name and is_distributed(candidate):
+        raise syncpoint.UsageError(f"run {candidate.run_id} was started by --enqueue: only its workers (--work) "
+                                   "continue it; start a single-process crawl with --new-run")
+
+
+def postgres_store(options: syncpoint.RunOptions) -> str:
+    """The store of a distributed crawl: PostgreSQL (the queue, the leases and bookmark_post live there)."""
+    url = options.store or ""
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise click.UsageError(
+            "--enqueue and --work need the PostgreSQL store, where the queue, the leases and bookmark_post live: "
+            f"--store postgresql://HOST/DB (or DATABASE_URL; got {mask_url(url) if url else 'none'})"
+        )
+    return url
+
+
+def make_fleet(job_name: str, store: str, config: dict[str, Any], *, stall_timeout: float = 30.0,
+               max_attempts: int | None = None) -> Fleet:
+    """The job's ``Fleet``: procrastinate's queue and syncpoint's leases in the store's database."""
+    try:
+        from syncpoint.distributed import Fleet
+    except ImportError as exc:
+        raise syncpoint.UsageError(f"many workers need: pip install 'syncpoint[procrastinate]' ({exc})") from None
+    job = syncpoint.Job(job_name, config, store=store)
+    try:
+        return Fleet(job, stall_timeout=stall_timeout, max_attempts=max_attempts or 3)
+    except BaseException:
+        job.close()
+        raise
+
+
+def fan_out(settings: Settings, options: syncpoint.RunOptions) -> int:
+    """``--enqueue``: prepare ``bookmark_post`` and the views, then queue one task per user in one transaction
+    with the run. Enqueueing again while the workers' crawl runs reuses it and queues nothing twice."""
+    fleet = make_fleet(settings.job, postgres_store(options), settings.config())
+    try:
+        create_original_views(fleet.store, settings.job)
+        conn = open_destination(fleet.store)
+        try:
+            PostgresDestination(conn, settings.dest_schema).setup()
+        finally:
+            conn.close()
+        try:
+            run_id = fleet.start(settings.users, key=FLEET_KEY, params={**settings.params(), "mode": DISTRIBUTED})
+        except syncpoint.ConfigChanged as err:  # its own advice (--force) is a single-process run's
+            changed = ", ".join(err.changed)
+            raise syncpoint.UsageError(f"run {err.run_id} is being crawled by workers with other settings "
+                                       f"({changed}); let them finish it first") from None
+        click.echo(f"run {run_id}: {len(settings.users)} user(s) queued; start workers with --work")
+        return 0
+    finally:
+        fleet.job.close()
+
+
+def run_worker(settings: Settings, options: syncpoint.RunOptions, *, concurrency: int, until_done: bool,
+               stall_timeout: float) -> int:
+    """``--work``: one worker; crawls queued users of this job until a signal (or until none is left)."""
+    ensure_logging(options.log_format)
+    fleet = make_fleet(settings.job, postgres_store(options), {}, stall_timeout=stall_timeout,
+                       max_attempts=options.max_attempts)
+    try:
+        conninfo = fleet.store.target.conninfo
+        fleet.task(lambda run, task: crawl_part(run, task, settings, conninfo, stall_timeout))
+        code: int = fleet.work(concurrency=concurrency, until_done=until_done)
+        return code
+    finally:
+        fleet.job.close()
+
+
+def crawl_part(run: WorkerRun, task: syncpoint.Task, base: Settings, conninfo: str, stall_timeout: float) -> None:
+    """One user's crawl under the task's lease.
+
+    Each page's rows go into ``bookmark_post`` on a connection bound to the run (``run.bind``): they commit in
+    the transaction of the checkpoint that covers them, and that transaction first checks the lease's epoch.
+    A worker killed before the commit loses the rows with the cursor; a worker fenced (presumed dead, taken
+    over) has its commit refused and its rows rolled back. The user's bookmarks (``last_tweet_id`` …) move in
+    the commit that completes the task, after this returns. A worker paused inside a transaction would keep
+    its rows' locks and stall the worker that takes over: PostgreSQL ends such a session after
+    ``stall_timeout`` (``idle_in_transaction_session_timeout``).
+    """
+    import psycopg
+
+    settings = base.for_run(run.config, run.params)
+
+    def page_done(task: syncpoint.Task, added: int) -> None:
+        log.info("%s: page %d written (%d new bookmark(s), epoch %d)", task.name, task.record.pages, added, run.epoch)
+
+    log.info("%s: epoch %d, %s", task.name, run.epoch,
+             "from the start" if task.cursor is None else f"after {task.record.pages} page(s) of earlier epochs")
+    timeout = f"-c idle_in_transaction_session_timeout={max(1, round(stall_timeout * 1000))}"
+    with psycopg.connect(conninfo, options=timeout) as conn, run.bind(conn):
+        crawler = Crawler(run, settings, PostgresDestination(conn, settings.dest_schema), settings.connect,
+                          on_page=page_done)
+        found = crawler.crawl_pages(task)
+    crawler.finish(*found)
 
 
 def read_tokens(path: Path) -> dict[str, str]:
@@ -477,28 +632,65 @@ def read_tokens(path: Path) -> dict[str, str]:
 @click.option("--retry-wait", type=click.FloatRange(0, 60), default=1.0, show_default=True,
               help="First backoff (seconds) before retrying a failed request.")
 @click.option("--job", "job_name", default=DEFAULT_JOB, show_default=True, help="Job name in the store.")
+@click.option("--enqueue", is_flag=True,
+              help="Many workers, part 1: queue one task per user for --work (with --direct-import, on the "
+                   "PostgreSQL store), and exit.")
+@click.option("--work", is_flag=True,
+              help="Many workers, part 2: be one worker, crawling queued users of this --job (each run names its "
+                   "API, users and destination) until stopped.")
+@click.option("--until-done", is_flag=True, help="With --work: exit 0 once no user is left to crawl.")
+@click.option("--stall-timeout", type=click.FloatRange(0.1, 3600), default=30.0, show_default=True, metavar="S",
+              help="With --work: seconds without a heartbeat after which another worker takes a user over.")
+@click.option("--concurrency", type=click.IntRange(1, 64), default=1, show_default=True, metavar="N",
+              help="With --work: users this worker crawls at once.")
 @syncpoint.click_options
 def main(base_url: str, tokens_file: Path, users: tuple[str, ...], direct_import: bool, output_file: Path | None,
          enable_summarization: bool, page_size: int, dest_schema: str, database_url: str | None,
-         retry_wait: float, job_name: str, sync: syncpoint.RunOptions) -> None:
+         retry_wait: float, job_name: str, enqueue: bool, work: bool, until_done: bool, stall_timeout: float,
+         concurrency: int, sync: syncpoint.RunOptions) -> None:
     """Crawl the bookmarks of every user in --tokens; incremental, resumable at the page."""
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    check_modes(enqueue=enqueue, work=work, direct_import=direct_import)
     if direct_import and output_file is not None:
         raise click.UsageError("--output-file and --direct-import exclude each other")
     tokens = read_tokens(tokens_file)
     chosen = users or tuple(sorted(tokens))
-    if not chosen:
+    if not chosen and not work:
         raise click.UsageError(f"--tokens {tokens_file}: no users")
     try:
         sync = replace(sync, store=store_url(sync, database_url))
     except syncpoint.UsageError as err:
         raise click.UsageError(str(err)) from None
     settings = Settings(
-        base_url.rstrip("/"), tokens, chosen, direct_import,
-        None if direct_import else (output_file or Path("bookmarks.jsonl")),
+        base_url.rstrip("/"), tokens, chosen, direct_import or enqueue or work,
+        None if direct_import or enqueue or work else (output_file or Path("bookmarks.jsonl")),
         enable_summarization, page_size, dest_schema, retry_wait, job_name,
     )
-    raise SystemExit(crawl(settings, sync))
+    if work:
+        raise SystemExit(run_worker(settings, sync, concurrency=concurrency, until_done=until_done,
+                                    stall_timeout=stall_timeout))
+    raise SystemExit(fan_out(settings, sync) if enqueue else crawl(settings, sync))
+
+
+def check_modes(*, enqueue: bool, work: bool, direct_import: bool) -> None:
+    """The flags that go with one mode only: a user who mixes them hears which, before anything runs."""
+    ctx = click.get_current_context()
+
+    def given(*names: str) -> list[str]:
+        return ["--" + n.replace("_", "-") for n in names
+                if ctx.get_parameter_source(n) is click.core.ParameterSource.COMMANDLINE]
+
+    if enqueue and work:
+        raise click.UsageError("--enqueue and --work are separate commands; give one of them")
+    if not work and given("until_done", "stall_timeout", "concurrency"):
+        raise click.UsageError(f"{' and '.join(given('until_done', 'stall_timeout', 'concurrency'))} go with --work")
+    if enqueue and not direct_import:
+        raise click.UsageError("workers write through --direct-import (rows and checkpoint in one transaction): "
+                               "add it to --enqueue")
+    run_decides = given("users", "base_url", "dest_schema", "output_file", "enable_summarization")
+    if work and run_decides:
+        raise click.UsageError(f"a worker crawls what the run --enqueue started names; leave out "
+                               f"{', '.join(f.replace('--users', '--user') for f in run_decides)}")
 
 
 if __name__ == "__main__":

@@ -171,6 +171,24 @@ class Program:
         return code
 
 
+def first_to_log(programs: list[Program], pattern: str, timeout: float = 30) -> Program:
+    """The first of ``programs`` whose stderr matches the regex ``pattern``: several workers, and the test
+    acts on whichever reaches a point first. Each program's output is looked at as it arrives (every 50 ms
+    at most, for ``timeout`` seconds at most); fails the test if none gets there."""
+    import re
+
+    deadline = time.monotonic() + timeout
+    ticker = threading.Event()  # never set: its timed wait paces the look-ups
+    while time.monotonic() < deadline:
+        for program in programs:
+            if re.search(pattern, program.stderr):
+                return program
+        if not any(program.proc.poll() is None for program in programs):
+            break
+        ticker.wait(0.05)
+    pytest.fail(f"no program logged {pattern!r}; their last lines: {[p.stderr[-500:] for p in programs]}")
+
+
 def kill_until_done(
     start: Callable[[int], list[str]], watch: PageWatch, served: Callable[[], int], *, log: Path,
     steps: Callable[[], int], kills_wanted: int = 4, attempts: int = 30, timeout: float = 60,
