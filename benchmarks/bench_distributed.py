@@ -30,14 +30,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import procrastinate
 import psycopg
 from psycopg import sql
 
 import syncpoint
 from syncpoint.distributed import Fleet, WorkerRun
 from syncpoint.model import RunRecord, RunStatus, TaskRecord, TaskStatus, utcnow
-from syncpoint.stores import pg_migrations as pgm
 from syncpoint.stores.base import ChangeSet, LeaseFence
 from syncpoint.stores.pg_leases import Holder, LeaseSql
 from syncpoint.stores.postgres import PostgresStore
@@ -78,8 +76,7 @@ def store_url(schema: str) -> str:
 def make_fleet(url: str, job_name: str) -> Fleet:
     job = syncpoint.Job(job_name, {}, store=url,
                         save_policy=syncpoint.SavePolicy(every_pages=1, every_items=1000, every_seconds=3600))
-    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=pgm.parse_url(url).conninfo))
-    return Fleet(job, app, stall_timeout=STALL)
+    return Fleet(job, stall_timeout=STALL)
 
 
 # -- the worker process ---------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ import pytest
 from fleet_support import FleetBed, expected_ids
 from helpers import Child
 
+from syncpoint.distributed.fleet import default_queue
+
 pytestmark = pytest.mark.postgres
 
 
@@ -34,7 +36,8 @@ def pages_of(child_lines: list[str], task: str) -> list[int]:
 def test_fan_out_queues_each_task_once_and_two_workers_finish_the_run(bed: FleetBed) -> None:
     run_id = bed.start(30, "--key", "nightly")
     assert bed.start(30, "--key", "nightly") == run_id  # the same fan-out again: the same run, nothing queued twice
-    queued = bed.sql("SELECT count(*) FROM procrastinate_jobs WHERE queue_name = %s", f"syncpoint.{bed.job}")
+    queue = default_queue(bed.schema, bed.job)
+    queued = bed.sql("SELECT count(*) FROM procrastinate_jobs WHERE queue_name = %s", queue)
     assert queued[0][0] == 30
     assert bed.run_status(run_id) == ("running", None)
     one, two = bed.worker("--until-done", name="one"), bed.worker("--until-done", name="two")
@@ -119,14 +122,22 @@ def test_a_retryable_failure_is_retried_and_the_run_completes(bed: FleetBed) -> 
 
 
 @pytest.mark.parametrize("how", ["permanent", "attempts"])
-def test_a_task_failed_for_good_ends_the_run_failed_once(bed: FleetBed, how: str) -> None:
+def test_a_task_failed_for_good_ends_the_run_once_as_on_one_machine(bed: FleetBed, how: str) -> None:
+    """Attempts used up on retryable errors end the run failed (exit 1 in its record); a permanent failure is
+    counted and the run completes — the rule of syncpoint.failures, whichever way the run ran."""
     run_id = bed.start(4)
     extra = ["--permanent"] if how == "permanent" else ["--fail-times", "9"]
     worker = bed.worker("--until-done", "--fail-task", "t0001", *extra, name="w")
     code, err = worker.finish(timeout=60)
     assert code == 0, err[-2000:]
     status, error = bed.run_status(run_id)
-    assert status == "failed" and error is not None and error.startswith("1 of 4 task(s) failed"), error
-    assert bed.sql("SELECT status FROM {s}.tasks WHERE name = 't0001'") == [("failed",)]
+    if how == "attempts":
+        assert status == "failed" and error is not None, error
+        assert error.startswith("1 of 4 task(s) failed with retryable errors after their last attempt"), error
+    else:
+        assert (status, error) == ("completed", None)
+    assert bed.sql("SELECT status, retryable FROM {s}.tasks WHERE name = 't0001'") == [
+        ("failed", how == "attempts")]
     assert bed.sql("SELECT failures FROM {s}.leases WHERE task = 't0001'") == [(1 if how == "permanent" else 3,)]
     assert bed.sql("SELECT count(*) FROM {s}.runs WHERE ended_at IS NOT NULL") == [(1,)]
+    assert bed.sql("SELECT exit_code FROM {s}.runs") == [(1 if how == "attempts" else 0,)]

@@ -27,6 +27,7 @@ from helpers import PG_URL, drop_pg_schema, require_pg, with_query
 from psycopg import sql
 
 import syncpoint
+from syncpoint.distributed.fleet import default_queue
 from syncpoint.testing.bookmarks_server import BookmarksServer
 from syncpoint.testing.dip_server import FaultPlan
 
@@ -36,6 +37,7 @@ CRAWLER = ROOT / "examples" / "bookmarks_crawler.py"
 USERS = {"alice": 120, "bob": 70, "carol": 60, "dave": 50, "erin": 40, "frank": 30}
 PAGE = 10
 STALL = "2"  # seconds: a takeover after a kill costs about this much
+
 
 
 @dataclass
@@ -89,7 +91,8 @@ def bed(tmp_path: Path) -> Iterator[Bed]:
         finally:
             drop_pg_schema(made.schema)
             with psycopg.connect(PG_URL, autocommit=True) as conn:  # procrastinate's tables are shared
-                conn.execute("DELETE FROM procrastinate_jobs WHERE queue_name = %s", (f"syncpoint.{made.job}",))
+                conn.execute("DELETE FROM procrastinate_jobs WHERE queue_name = %s",
+                             (default_queue(made.schema, made.job),))
 
 
 def test_three_workers_one_killed_mid_user_store_every_bookmark_once(bed: Bed) -> None:

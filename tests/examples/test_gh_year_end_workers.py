@@ -27,6 +27,7 @@ from ex_support import GH_TOKEN, GH_YEAR_END, PageWatch, Program, first_to_log, 
 from helpers import PG_URL, drop_pg_schema, require_pg, with_query
 from psycopg import sql
 
+from syncpoint.distributed.fleet import default_queue
 from syncpoint.testing.dip_server import FaultPlan, Reply, Request
 from syncpoint.testing.github_server import GitHubServer
 
@@ -36,6 +37,7 @@ SIZES = [35, 0, 120, 57, 8, 90]  # items per repo; about 45% of them are pulls
 PER_PAGE = 10
 STALL = "2"  # seconds: a takeover after a kill costs about this much
 ENDPOINTS = ("pulls", "issues")
+
 
 
 class HoldingGitHub(GitHubServer):
@@ -126,7 +128,8 @@ def bed(tmp_path: Path) -> Iterator[Bed]:
         finally:
             drop_pg_schema(made.schema)
             with psycopg.connect(PG_URL, autocommit=True) as conn:  # procrastinate's tables are shared
-                conn.execute("DELETE FROM procrastinate_jobs WHERE queue_name = %s", (f"syncpoint.{made.job}",))
+                conn.execute("DELETE FROM procrastinate_jobs WHERE queue_name = %s",
+                             (default_queue(made.schema, made.job),))
 
 
 def pages(server: GitHubServer, repo: str, endpoint: str) -> int:

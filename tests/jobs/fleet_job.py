@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import procrastinate
 import psycopg
 from psycopg import sql
 
@@ -38,12 +37,10 @@ def say(line: str) -> None:
 
 
 def make_fleet(store: str, job_name: str, stall: float, retry_wait: float, max_attempts: int) -> Fleet:
-    target = pgm.parse_url(store)
     policy = syncpoint.SavePolicy(every_pages=1, every_items=1000, every_seconds=3600)
     job = syncpoint.Job(job_name, {"kind": "fleet"}, store=store, save_policy=policy,
                         permanent_errors=[PermissionError])
-    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=target.conninfo))
-    return Fleet(job, app, stall_timeout=stall, retry_wait=retry_wait, max_attempts=max_attempts)
+    return Fleet(job, stall_timeout=stall, retry_wait=retry_wait, max_attempts=max_attempts)
 
 
 @click.group()

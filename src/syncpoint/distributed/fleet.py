@@ -96,8 +96,8 @@ class Fleet:
         #: The queue's app: yours (its connector on the store's database), or one made on the store's database.
         self.app = app or procrastinate.App(
             connector=procrastinate.PsycopgConnector(conninfo=self.store.target.conninfo))
-        self.queue = queue or f"syncpoint.{job.name}"
-        self.task_name = f"syncpoint:{job.name}"
+        self.queue = queue or default_queue(self.store.schema, job.name)
+        self.task_name = _bounded(f"syncpoint:{self.store.schema}:{job.name}")
         self.stall_timeout = float(stall_timeout)
         self.heartbeat = self.stall_timeout / 3
         self.attempts = Attempts(max_attempts, retry_wait)
@@ -261,6 +261,7 @@ class Fleet:
             self.app, queues=[self.queue], concurrency=concurrency, name=self._holder.worker,
             install_signal_handlers=False, update_heartbeat_interval=self.heartbeat,
             stalled_worker_timeout=self.stall_timeout,
+            delete_jobs="successful",  # the run's history is syncpoint's; a finished queue job is plumbing
         )
         exit_code = EXIT_OK
 
@@ -323,6 +324,23 @@ class Fleet:
     def open_leases(self) -> int:
         with self.store.connection() as conn:
             return self._sql.open_count(conn, self.job.name)
+
+
+def default_queue(schema: str, job: str) -> str:
+    """The queue of a job's fleet: procrastinate's tables are shared by every schema of the database, so it
+    names the schema too; its LISTEN channel (``procrastinate_queue_v1#`` + the queue) must fit PostgreSQL's
+    63-byte names, so a long one is shortened to a prefix and a hash."""
+    return _bounded(f"syncpoint.{schema}.{job}", 40)
+
+
+def _bounded(name: str, most: int = 120) -> str:
+    """``name``, or a stable short form of it (a prefix and a hash) when it is longer than ``most``."""
+    if len(name.encode()) <= most and name.isascii():
+        return name
+    import hashlib
+
+    prefix = name.encode("ascii", "replace")[: most - 17].decode()
+    return f"{prefix}~{hashlib.sha256(name.encode()).hexdigest()[:16]}"
 
 
 def _exit_on_signal(signum: int, frame: object) -> None:

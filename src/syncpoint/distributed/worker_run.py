@@ -285,15 +285,18 @@ class WorkerRun:
                 self._attempts.max_attempts, wait, record.error,
             )
             return Ending.RETRY
-        self._finish(LeaseState.FINISHED, failed=True)
+        self._finish(LeaseState.FINISHED, failed=True, retryable=record.retryable)
         self.log.error("task %s failed for good (attempt %d of %d): %s", task.name, failures,
                        self._attempts.max_attempts if record.retryable else failures, record.error)
         return Ending.FAILED
 
-    def _finish(self, end: LeaseState | None, *, failed: bool = False, also: Also | None = None) -> None:
+    def _finish(
+        self, end: LeaseState | None, *, failed: bool = False, retryable: bool = False, also: Also | None = None
+    ) -> None:
         """The last commit of this attempt: the lease ends (``end``), or is queued again when ``also`` defers
         the job that continues the task — in the same transaction, so the task is never left without one."""
         state = end.value if end is not None else LeaseState.QUEUED.value
-        self._fence = LeaseFence(self.run_id, self.task_name, self.epoch, end=state, failed=failed)
+        self._fence = LeaseFence(self.run_id, self.task_name, self.epoch, end=state, failed=failed,
+                                 retryable=retryable)
         self.commit(also=also)
 

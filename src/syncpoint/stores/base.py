@@ -73,7 +73,9 @@ class LeaseFence:
     The backend checks the epoch in the same transaction as the rest of the change set and refuses the whole
     commit (``LeaseLost``) when another worker holds the lease now. ``end``: None keeps the lease held;
     ``"queued"`` hands it back for another worker; ``"finished"`` ends it and, when it was the run's last open
-    lease, ends the run. ``failed`` counts a failed attempt of the task.
+    lease, ends the run. ``failed`` counts a failed attempt of the task; with ``"finished"``, the task failed
+    for good, ``retryable`` telling whether its last error was a retryable one (attempts used up: the run then
+    ends ``failed``) or a permanent one (the run completes, as on one machine: ``syncpoint.failures``).
     """
 
     run_id: str
@@ -81,6 +83,7 @@ class LeaseFence:
     epoch: int
     end: str | None = None
     failed: bool = False
+    retryable: bool = False
 
 
 @dataclass

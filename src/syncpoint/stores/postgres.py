@@ -198,9 +198,9 @@ class Queries:
         # a task failed for good says so even when its commit carries no task record (a bound transaction was
         # rolled back, and the failure's record with it); after the task upserts, before the run's ending
         self.task_failed = q(
-            "UPDATE {s}.tasks SET status = 'failed', completed_at = clock_timestamp(), "
+            "UPDATE {s}.tasks SET status = 'failed', retryable = %s, completed_at = clock_timestamp(), "
             "error = coalesce(error, 'the task failed for good; see the worker''s log') "
-            "WHERE run_id = %s AND name = %s AND status <> 'failed'"
+            "WHERE run_id = %s AND name = %s AND (status <> 'failed' OR retryable <> %s)"
         )
         self.leases = q(
             "SELECT run_id, task, state, epoch, host, pid, worker, leased_at, heartbeat_at, queued_at, commits, "
@@ -311,7 +311,7 @@ class Queries:
             plan.tail.append((self.upsert_sample, rows))
         if fence is not None and fence.end == LeaseState.FINISHED.value:  # last: sees this commit's task rows
             if fence.failed:
-                plan.tail.append((self.task_failed, [(fence.run_id, fence.task)]))
+                plan.tail.append((self.task_failed, [(fence.retryable, fence.run_id, fence.task, fence.retryable)]))
             plan.tail.append((self.finish_run, [(fence.run_id,)]))
         return plan
 

@@ -51,12 +51,14 @@ RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     found_epoch bigint;
     found_state text;
+    stall double precision;
 BEGIN
     UPDATE {schema}.leases
        SET commits = commits + 1, heartbeat_at = clock_timestamp(), state = coalesce(p_end, state),
            queued_at = CASE WHEN p_end = 'queued' THEN clock_timestamp() ELSE queued_at END,
            failures = failures + CASE WHEN p_failed THEN 1 ELSE 0 END
-     WHERE run_id = p_run AND task = p_task AND epoch = p_epoch AND state = 'leased';
+     WHERE run_id = p_run AND task = p_task AND epoch = p_epoch AND state = 'leased'
+    RETURNING stall_timeout INTO stall;
     IF NOT FOUND THEN
         SELECT epoch, state INTO found_epoch, found_state FROM {schema}.leases WHERE run_id = p_run AND task = p_task;
         RAISE EXCEPTION USING ERRCODE = 'SPL01',
@@ -65,11 +67,18 @@ BEGIN
     END IF;
     UPDATE {schema}.lease_grants SET commits = commits + 1, last_commit_at = clock_timestamp()
      WHERE run_id = p_run AND task = p_task AND epoch = p_epoch;
+    -- the lease row stays locked until this transaction ends: a worker paused in the middle of it (SIGSTOP,
+    -- a partition) must not keep its successor waiting, so the server ends such a session after the stall
+    -- timeout (this transaction only)
+    IF stall IS NOT NULL THEN
+        PERFORM set_config('idle_in_transaction_session_timeout', greatest(1000, (stall * 1000)::bigint)::text, true);
+    END IF;
 END;
 $$;
 
 -- After a lease finished: end the run if none of its leases is open, exactly once (the run row is locked, and
--- only a running run is ended). Failed when a task failed; completed otherwise.
+-- only a running run is ended). Failed when a task failed with a retryable error after its last attempt;
+-- completed otherwise — permanent failures are counted, not fatal, as on one machine (syncpoint.failures).
 CREATE OR REPLACE FUNCTION {schema}.finish_run_if_done(p_run text)
 RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
@@ -84,14 +93,15 @@ BEGIN
     IF EXISTS (SELECT 1 FROM {schema}.leases WHERE run_id = p_run AND state <> 'finished') THEN
         RETURN NULL;
     END IF;
-    SELECT count(*) FILTER (WHERE status = 'failed'), count(*) INTO n_failed, n_tasks
+    SELECT count(*) FILTER (WHERE status = 'failed' AND retryable), count(*) INTO n_failed, n_tasks
       FROM {schema}.tasks WHERE run_id = p_run;
     ended := CASE WHEN n_failed > 0 THEN 'failed' ELSE 'completed' END;
     UPDATE {schema}.runs
        SET status = ended, exit_code = CASE WHEN n_failed > 0 THEN 1 ELSE 0 END,
            ended_at = clock_timestamp(), updated_at = clock_timestamp(),
            error = CASE WHEN n_failed > 0
-                        THEN format('%s of %s task(s) failed; see syncpoint runs show %s', n_failed, n_tasks, p_run)
+                        THEN format('%s of %s task(s) failed with retryable errors after their last attempt; '
+                                    'see syncpoint runs show %s', n_failed, n_tasks, p_run)
                    END
      WHERE run_id = p_run;
     RETURN ended;
