@@ -41,7 +41,8 @@ class ChaosStats:
     takeovers: int = 0
     records: int = 0
     lost: int = 0
-    duplicates: int = 0
+    duplicates: int = 0  # in the file destination: the redo window at work
+    duplicates_pg: int = 0  # in the transactional destination: must stay 0
     over_window: int = 0  # tasks whose duplicates exceed the window
     late_commits: int = 0
     seconds: float = 0.0
@@ -206,16 +207,20 @@ def check(bed: FleetBed, run_id: str, stats: ChaosStats) -> None:
                                   run_id)[0][0])
     stats.late_commits = len(bed.late_commits(run_id))
     want = expected_ids(stats.tasks, PAGES, PAGE_SIZE)
-    found = bed.pg_ids() if stats.dest == "pg" else bed.file_ids()
-    stats.records = sum(found.values())
-    stats.lost = len(want - set(found))
-    extra: Counter[str] = Counter()
-    for record_id, count in found.items():
-        if count > 1:
-            extra[record_id.rsplit("-", 2)[0]] += count - 1
-    stats.duplicates = sum(extra.values())
-    if stats.dest == "pg":
-        stats.over_window = len(extra)  # exactly once: any duplicate is over the window
-    else:
-        stats.over_window = sum(
-            1 for task, n in extra.items() if n > 2 * PAGE_SIZE * max(int(grants.get(task, 1)) - 1, 0))
+    for dest in ("pg", "file"):
+        if stats.dest not in (dest, "both"):
+            continue
+        found = bed.pg_ids() if dest == "pg" else bed.file_ids()
+        stats.records += sum(found.values())
+        stats.lost += len(want - set(found))
+        extra: Counter[str] = Counter()
+        for record_id, count in found.items():
+            if count > 1:
+                extra[record_id.rsplit("-", 2)[0]] += count - 1
+        if dest == "pg":
+            stats.duplicates_pg = sum(extra.values())
+            stats.over_window += len(extra)  # exactly once: any duplicate is over the window
+        else:
+            stats.duplicates = sum(extra.values())
+            stats.over_window += sum(
+                1 for task, n in extra.items() if n > 2 * PAGE_SIZE * max(int(grants.get(task, 1)) - 1, 0))

@@ -5,7 +5,8 @@ Each task is ``PAGES`` pages of ``PAGE_SIZE`` records with IDs ``{task}-{page}-{
 - ``file``: one JSONL file per task in ``--out``; a line is ``{"id", "epoch"}``, appended and flushed per
   page before the page's checkpoint (at-least-once: a redo after a takeover writes lines again);
 - ``pg``: rows ``(job, id, epoch)`` in ``{schema}.fleet_dest`` (no unique key), written in the checkpoint's
-  own transaction (``run.bind``): exactly once, however workers die.
+  own transaction (``run.bind``): exactly once, however workers die;
+- ``both``: each page to both (one chaos run checks the two promises).
 
 ``--fail-task NAME`` makes that task raise a retryable error on its first ``--fail-times`` attempts.
 """
@@ -68,7 +69,7 @@ def start(obj: dict[str, Any], tasks: int, key: str | None) -> None:
 @main.command()
 @click.option("--concurrency", type=int, default=1)
 @click.option("--until-done", is_flag=True)
-@click.option("--dest", type=click.Choice(["file", "pg"]), default="file")
+@click.option("--dest", type=click.Choice(["file", "pg", "both"]), default="file")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("out"))
 @click.option("--pages", type=int, default=5)
 @click.option("--page-size", type=int, default=4)
@@ -95,7 +96,7 @@ def work(obj: dict[str, Any], concurrency: int, until_done: bool, dest: str, out
                 raise PermissionError(f"task {task.name}: access revoked for good")
             raise ConnectionError(f"task {task.name}: the source is away (attempt {run.failures + 1})")
         cursor = task.page_cursor(first=0)
-        conn = psycopg.connect(target.conninfo) if dest == "pg" else None
+        conn = psycopg.connect(target.conninfo) if dest in ("pg", "both") else None
         try:
             with contextlib.ExitStack() as stack:
                 if conn is not None:
@@ -108,7 +109,7 @@ def work(obj: dict[str, Any], concurrency: int, until_done: bool, dest: str, out
                     if conn is not None:
                         for record_id in ids:
                             conn.execute(insert, (fleet.job.name, record_id, run.epoch))
-                    else:
+                    if dest in ("file", "both"):
                         fh.write("".join(json.dumps({"id": i, "epoch": run.epoch}) + "\n" for i in ids))
                         fh.flush()
                     cursor.done(page, records=page_size)

@@ -52,6 +52,7 @@ from syncpoint.model import RunRecord, RunStatus, TaskRecord, utcnow
 from syncpoint.names import check_value_name
 from syncpoint.resume import changed_keys, config_digest
 from syncpoint.run import new_run_id
+from syncpoint.signals import exit_at_once_on_signal
 from syncpoint.stores.base import ChangeSet
 from syncpoint.stores.pg_leases import Holder, LeaseSql
 from syncpoint.stores.postgres import PostgresStore
@@ -282,9 +283,11 @@ class Fleet:
             async with self.app.open_async():
                 await worker.run()  # type: ignore[no-untyped-call]
         finally:
-            keeper.stop()
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
+            # winding down (the keeper, the thread pool, the loop): a signal now exits at once, as a second does
+            exit_at_once_on_signal(signal.SIGTERM if exit_code == EXIT_SIGTERM else None)
+            keeper.stop()
         return exit_code
 
     def request_stop(self, reason: str, exit_code: int) -> None:
