@@ -6,6 +6,7 @@ import inspect
 import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -61,11 +62,12 @@ class Job:
 
     # -- running -------------------------------------------------------------------------------------
     def run(self, options: RunOptions | None = None, **overrides: Any) -> Run:
-        """A run to use as a context manager; ``overrides`` are ``RunOptions`` fields."""
+        """A run to use as a context manager; ``overrides`` are ``RunOptions`` fields (validated: a bad value
+        raises ``UsageError``)."""
         if options is None:
             options = RunOptions(**overrides)
         elif overrides:
-            options = RunOptions(**{**options.__dict__, **overrides})
+            options = replace(options, **overrides)
         return Run(self, options)
 
     def arun(self, options: RunOptions | None = None, **overrides: Any) -> AsyncRun:
