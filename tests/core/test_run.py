@@ -251,6 +251,28 @@ def test_keyed_daily_runs_count_attempts_and_fail_after_max(url: str) -> None:
     assert run.exit_code == 0  # the batch ended exactly with the last symbol: completed, not partial
 
 
+def test_a_run_past_its_attempt_limit_is_marked_failed_and_other_refusals_write_nothing(url: str) -> None:
+    """``choose_run``'s contract: refusing to resume writes nothing, except that a run which used its
+    attempts is marked failed, saying so (here: partial after one attempt, then a limit of 1)."""
+    job = make_job(url)
+    with job.run(max_items=2) as run:
+        for i in range(5):
+            run.task("t").item_done(str(i))
+    assert run.exit_code == 2
+    before = job.store.get_run(run.run_id)
+    with pytest.raises(syncpoint.ConfigChanged), make_job(url, config={"v": 2}).run(resume=True):
+        pass
+    with pytest.raises(syncpoint.UsageError, match="no run"), job.run(resume_run="20990101-000000-abcdef"):
+        pass
+    assert job.store.get_run(run.run_id) == before
+    with pytest.raises(syncpoint.AttemptsExhausted, match="used 1 of 1 attempts"), \
+            job.run(resume=True, max_attempts=1):
+        pass
+    stored = job.store.get_run(run.run_id)
+    assert stored is not None and stored.status is RunStatus.FAILED and stored.attempts == 1
+    assert stored.error == "used 1 of 1 attempts"
+
+
 def test_state_outlives_runs_and_phases_are_remembered(url: str) -> None:
     job = make_job(url)
     with job.run() as run:
