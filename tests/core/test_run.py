@@ -163,6 +163,51 @@ def test_items_failed_permanent_skipped_retryable_retried_and_retry_failed(url: 
         pass
 
 
+def record_failures_then_retry_them(job: syncpoint.Job) -> tuple[syncpoint.Run, syncpoint.Run]:
+    """Items recorded again after they failed, each without asking ``done_ids``/``is_done``/``iterate`` first:
+    in the same window, after a commit, in a later run (the failure only in the store), twice in a row."""
+    with job.run() as run, run.task("loader") as task:
+        task.item_done("a")
+        task.item_failed("b", "HTTP 503")
+        task.item_failed("c", "bad record", retryable=False)
+        task.item_failed("d", "HTTP 503")
+        task.item_failed("e", "HTTP 503")
+        task.item_done("e")  # failed earlier in this window
+        run.commit()
+        task.item_done("d")  # failed earlier in this run, committed since
+        assert (task.record.ok, task.record.failed) == (3, 2)
+    assert run.exit_code == 1  # b failed and is retryable
+    with job.run(resume=True, retry_failed=True) as again, again.task("loader") as task:
+        task.item_done("b")  # its failure is in the store only
+        task.item_failed("c", "still bad", retryable=False)
+        assert (task.record.ok, task.record.failed) == (4, 1)
+        task.item_done("c")
+        task.item_done("c")
+        assert (task.record.ok, task.record.failed) == (5, 0)
+    return run, again
+
+
+def test_recording_a_failed_item_again_keeps_the_counts_exact(url: str) -> None:
+    """The task's ok/failed counters follow each item's latest outcome, whatever was asked before."""
+    job = make_job(url)
+    run, again = record_failures_then_retry_them(job)
+    assert again.exit_code == 0
+    stored = job.store.get_tasks(run.run_id)[0]
+    ledger = job.store.ledger_counts(run.run_id, "loader")
+    assert (stored.ok, stored.failed) == (ledger.ok, ledger.failed) == (5, 0)
+
+
+def test_counts_stay_exact_past_the_failures_held_in_memory(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A task with more failed items than memory holds asks the store, item by item: slower, as exact."""
+    import syncpoint.buffer
+
+    monkeypatch.setattr(syncpoint.buffer, "MAX_KNOWN_FAILED", 1)
+    job = make_job(url)
+    run, again = record_failures_then_retry_them(job)
+    stored = job.store.get_tasks(run.run_id)[0]
+    assert again.exit_code == 0 and (stored.ok, stored.failed) == (5, 0)
+
+
 def test_an_unexpected_exception_is_retryable_unless_declared_permanent(url: str) -> None:
     """Issue 11.2: an uncaught exception in a task is retryable by default; the job declares errors
     permanent by type or predicate; a run with such a task never ends exit 0."""
