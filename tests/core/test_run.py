@@ -235,19 +235,50 @@ def test_an_unexpected_exception_is_retryable_unless_declared_permanent(url: str
 
 
 def test_an_exception_escaping_with_task_fails_the_run_and_resume_retries_it(url: str) -> None:
+    """The run records the failure (task and run failed, with the error, committed) and the exception goes on:
+    ``with job.run()`` does not hide it (``Job.execute`` is where exceptions become exit codes)."""
     job = make_job(url)
-    with job.run() as run:
+    with pytest.raises(RuntimeError, match="boom"), job.run() as run:
         for task in run.tasks(["a", "b"]):
             with task:
                 if task.name == "b":
                     raise RuntimeError("boom")
-    assert run.exit_code == 1
+    assert run.exit_code == 1 and isinstance(run.error, RuntimeError)
+    stored = job.store.get_run(run.run_id)
+    assert stored is not None and (stored.status, stored.error, stored.exit_code) == (RunStatus.FAILED, "boom", 1)
+    assert job.store.get_tasks(run.run_id)[1].error == "boom"
     with job.run(resume=True) as again:
         assert [t.name for t in again.tasks()] == ["b"]
         for task in again.tasks():
             with task:
                 pass
     assert again.exit_code == 0
+
+
+def test_execute_turns_the_bodys_exception_into_its_exit_code_said_once(
+    url: str, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``with job.run()`` raises the body's exception again; ``Job.execute`` returns the run's exit code
+    instead, and the run's own lines are all that is said (not a second line from ``execute``)."""
+    job = make_job(url)
+
+    def broken(run: syncpoint.Run) -> None:
+        run.task("t").item_done("1")
+        raise ValueError("bad row")
+
+    async def broken_async(run: syncpoint.AsyncRun) -> None:
+        raise ValueError("bad row")
+
+    def misused(run: syncpoint.Run) -> None:
+        raise syncpoint.UsageError("no such endpoint: /nope")
+
+    options = syncpoint.RunOptions(new_run=True, progress=False)
+    assert job.execute(options, broken) == 1
+    assert job.execute(options, broken_async) == 1
+    assert [r.error for r in job.runs()] == ["bad row", "bad row"]
+    assert job.execute(options, misused) == 64
+    said = caplog.text + capsys.readouterr().err
+    assert said.count("no such endpoint: /nope") == 1, said
 
 
 def test_task_failures_retryable_resume_and_permanent_need_retry_failed(url: str) -> None:
@@ -266,7 +297,10 @@ def test_task_failures_retryable_resume_and_permanent_need_retry_failed(url: str
     assert tasks["r1"].status is TaskStatus.FAILED and not tasks["r1"].retryable
     assert tasks["r2"].retryable and tasks["r2"].error == "503"
     with job.run(resume=True) as again:
-        assert [t.name for t in again.tasks()] == ["r2"]
+        assert [t.name for t in again.pending_tasks()] == ["r2"]
+        for task in again.tasks():
+            with task:
+                pass
     with job.run(resume_run=run.run_id, retry_failed=True) as again:
         assert [t.name for t in again.tasks()] == ["r1"]  # r2 completed in the resume above
         assert [t.name for t in again.tasks(start_from="r3")] == []
@@ -487,9 +521,11 @@ def test_a_batch_that_ends_exactly_at_the_budget_completes(url: str) -> None:
 def test_a_bad_task_name_leaves_no_failed_run_behind(url: str) -> None:
     """Issue 11.14: a usage error before any progress (a bad task name) used to leave a failed run."""
     job = make_job(url)
-    with job.run() as run:
+    with pytest.raises(syncpoint.InvalidName), job.run() as run:
         run.task("bad\x00name")
     assert run.exit_code == 64
+    assert job.runs() == []
+    assert job.execute(syncpoint.RunOptions(), lambda run: run.task("bad\x00name")) == 64
     assert job.runs() == []
 
 
