@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from dataclasses import replace
 from datetime import date
 from typing import Any
 
@@ -128,9 +129,8 @@ def main(base_url: str, db: str, day: str | None, batch_size: int, status_only: 
         day = date.fromisoformat(day).isoformat() if day else date.today().isoformat()
     except ValueError:
         raise click.BadParameter(f"{day!r} is not a date (YYYY-MM-DD)", param_hint="--date") from None
-    sync.key = day
-    sync.max_items = sync.max_items or batch_size
-    sync.max_attempts = sync.max_attempts or DEFAULT_ATTEMPTS
+    sync = replace(sync, key=day, max_items=sync.max_items or batch_size,
+                   max_attempts=sync.max_attempts or DEFAULT_ATTEMPTS)
     job = syncpoint.Job.from_options(JOB_NAME, {"base_url": base_url.rstrip("/"), "db": db}, sync,
                                      save_policy=syncpoint.SavePolicy(every_items=10))
     try:

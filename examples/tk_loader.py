@@ -26,7 +26,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
@@ -334,7 +334,7 @@ def main(base_url: str, db: str, start_date: str | None, loaders: str | None, re
     logging.getLogger("httpx").setLevel(logging.WARNING)
     since = start_filter(start_date) or (start_filter(sync.start.isoformat()) if sync.start else None)
     if since is not None:
-        sync.params = {**sync.params, "start_date": since}
+        sync = replace(sync, params={**sync.params, "start_date": since})
     names = loader_names(loaders)
     retry = RetryPolicy(initial_wait=retry_wait, max_wait=max(retry_wait, 30.0), jitter=min(1.0, retry_wait),
                         max_attempts=retry_attempts)

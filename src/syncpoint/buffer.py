@@ -11,6 +11,11 @@ flight, then at the store — an ID is always in one of the three, so a lookup r
 One lock (``lock``) guards the buffer and the counters of the tasks that write to it. Callers that change
 several things at once (a task's counters and its ledger entry) hold it around them; every method here that
 says "lock held" expects that.
+
+Which items are failed right now is known here, in one place, so that a task's counters stay exact when an
+item that failed is recorded again (``put`` says what it replaced): every failure ``put`` sees, and a
+resumed task's failures in the store, loaded when the task first records an item (``prepare``). Nothing
+else fills it: asking ``lookup`` first is not needed.
 """
 
 from __future__ import annotations
@@ -22,8 +27,8 @@ from typing import Protocol
 from syncpoint.model import LedgerEntry, LedgerKind, PhaseRecord, RunRecord, StateEntry, TaskRecord
 from syncpoint.stores.base import ChangeSet, ItemOutcome, LedgerClear, StateDelete, Store
 
-#: IDs found failed in the store, remembered so that a later success corrects the task's counters. Bounded:
-#: past this many per task the oldest knowledge is dropped (the counts are then fixed at the next resume).
+#: Failed item IDs held in memory per task. A task with more failed items than this asks the store, item by
+#: item, whether an item it records replaces a failure: as exact, one query per item slower.
 MAX_KNOWN_FAILED = 100_000
 
 LedgerKey = tuple[str, LedgerKind]
@@ -65,18 +70,25 @@ class ChangeBuffer:
         self._pending = _Layer()
         self._inflight: _Layer | None = None
         self._persisted: set[str] = set()
-        self._known_failed: dict[str, set[str]] = {}
+        #: Task → the IDs of its items whose latest outcome is a failure (pending, in flight or stored).
+        self._failed: dict[str, set[str]] = {}
+        #: Task → how many failed items the store holds that ``_failed`` has not loaded yet (resumed tasks).
+        self._unloaded: dict[str, int] = {}
+        #: Tasks with more failed items than memory holds: ``prepare`` asks the store.
+        self._ask_store: set[str] = set()
 
     # -- writing (lock held) ------------------------------------------------------------------------------
     def touch(self, task: Foldable) -> None:
         """The task's record changed; fold it into the next commit. Lock held."""
         self._pending.tasks[task.name] = task
 
-    def put(self, task: Foldable, entry: LedgerEntry) -> bool | None:
+    def put(self, task: Foldable, entry: LedgerEntry, *, stored_failure: bool = False) -> bool | None:
         """Buffer one ledger entry; what was known of the ID before: True (done), False (failed), None.
 
-        Lock held. The answer lets the task keep its counters exact when an entry replaces another (an item
-        recorded twice in one window, or a failure retried with success).
+        Lock held. The answer lets the task keep its counters exact when an entry replaces another: an item
+        recorded twice in one window, or an item that failed — in this window, since the last commit, or
+        in an earlier run — recorded again. For an item entry, call ``prepare`` first (lock not held) and
+        pass on its answer as ``stored_failure``.
         """
         name = entry.task
         self._pending.tasks[name] = task
@@ -86,14 +98,62 @@ class ChangeBuffer:
             bucket = self._pending.ledger[key] = {}
         before = bucket.get(entry.item_id)
         bucket[entry.item_id] = entry
+        if entry.kind is not LedgerKind.ITEMS:
+            return None if before is None else before.ok
+        was_failed = self._note_outcome(name, entry)
         if before is not None:
             return before.ok
-        if self._known_failed and entry.kind is LedgerKind.ITEMS:
-            known = self._known_failed.get(name)
-            if known is not None and entry.item_id in known:
-                known.discard(entry.item_id)
+        return False if was_failed or stored_failure else None
+
+    def _note_outcome(self, task: str, entry: LedgerEntry) -> bool:
+        """Keep the task's failed IDs current; whether the ID was among them. Lock held."""
+        if task in self._ask_store:
+            return False
+        failed = self._failed.get(task)
+        if entry.ok:
+            if failed is None or entry.item_id not in failed:
                 return False
-        return None
+            failed.discard(entry.item_id)
+            return True
+        if failed is None:
+            failed = self._failed[task] = set()
+        was = entry.item_id in failed
+        failed.add(entry.item_id)
+        if len(failed) > MAX_KNOWN_FAILED:  # too many to hold: from now on ``prepare`` asks the store
+            del self._failed[task]
+            self._ask_store.add(task)
+        return was
+
+    def expect_failed(self, task: str, count: int) -> None:
+        """The store holds ``count`` failed items of ``task`` (a task loaded on resume); ``prepare`` loads
+        their IDs when the task first records an item."""
+        if count > 0:
+            with self.lock:
+                self._unloaded[task] = count
+
+    def prepare(self, store: Store, task: str, item_id: str) -> bool:
+        """Before ``put`` records an item of ``task`` (lock not held): True when the item's latest outcome is a
+        failure that only the store knows of — asked only for a task with more failures than memory holds.
+
+        The first call for a resumed task with failures loads their IDs from the store (one streamed read)."""
+        if task in self._unloaded:
+            self._load_failed(store, task)
+        if task not in self._ask_store:
+            return False
+        outcome = self.lookup(store, task, [item_id]).get(item_id)
+        return outcome is not None and outcome is not ItemOutcome.OK
+
+    def _load_failed(self, store: Store, task: str) -> None:
+        count = self._unloaded.get(task, 0)
+        loaded = None if count > MAX_KNOWN_FAILED else {f.item_id for f in store.ledger_failed(self.run_id, task)}
+        with self.lock:
+            if self._unloaded.pop(task, None) is None:
+                return  # another thread loaded them meanwhile, and its items may have been recorded since
+            if loaded is None or len(loaded) + len(self._failed.get(task, ())) > MAX_KNOWN_FAILED:
+                self._failed.pop(task, None)
+                self._ask_store.add(task)
+            else:
+                self._failed.setdefault(task, set()).update(loaded)
 
     def clear(self, task: Foldable, kind: LedgerKind) -> None:
         """Forget every entry of ``kind`` for the task (the watermark moved on). Lock held."""
@@ -148,20 +208,8 @@ class ChangeBuffer:
             ask_store = not cleared and task in self._persisted
         rest = [i for i in item_ids if i not in found]
         if rest and ask_store:
-            stored = store.ledger_lookup(self.run_id, task, rest, kind)
-            if kind is LedgerKind.ITEMS:
-                self._remember_failed(task, [i for i, o in stored.items() if o is not ItemOutcome.OK])
-            found.update(stored)
+            found.update(store.ledger_lookup(self.run_id, task, rest, kind))
         return found
-
-    def _remember_failed(self, task: str, item_ids: list[str]) -> None:
-        if not item_ids:
-            return
-        with self.lock:
-            known = self._known_failed.setdefault(task, set())
-            if len(known) + len(item_ids) > MAX_KNOWN_FAILED:
-                known.clear()
-            known.update(item_ids)
 
     # -- the commit protocol (the committer only, under its commit lock) -----------------------------------
     def take(self, run: RunRecord | None, *, progress: bool = True) -> ChangeSet:

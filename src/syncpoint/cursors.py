@@ -44,16 +44,24 @@ class PageCursor:
 
 
 class TokenCursor:
-    """Opaque next-page tokens (``cursor=…``, ``@odata.nextLink``, ``Link: rel=next`` URLs)."""
+    """Opaque next-page tokens (``cursor=…``, ``@odata.nextLink``, ``Link: rel=next`` URLs).
+
+    ``token`` is the token of the next page to fetch: None on a fresh task (the first page is asked for
+    without one) and None again once the last page is done. ``finished`` tells the two apart, so loop with
+    ``while not cursor.finished:`` — a run stopped right after the last page's ``done(None)`` (a budget, a
+    signal) must not start over from the first page when it resumes."""
 
     def __init__(self, task: Task) -> None:
         self.task = task
         cursor = task.cursor if isinstance(task.cursor, dict) else {}
-        self.token: str | None = cursor.get("token") if cursor.get("type") == "token" else None
+        mine = cursor.get("type") == "token"
+        self.token: str | None = cursor.get("token") if mine else None
+        self.finished: bool = mine and self.token is None
 
     def done(self, next_token: str | None, records: int = 0) -> None:
-        """The page is written; ``next_token`` (None at the end) is where to continue."""
+        """The page is written; ``next_token`` (None after the last page) is where to continue."""
         self.token = next_token
+        self.finished = next_token is None
         self.task.set_cursor({"type": "token", "token": next_token}, pages=1, records=records)
 
 

@@ -24,6 +24,10 @@ request, and the run ends ``interrupted`` (130/143) instead of firing the remain
 
 Every error message is one line with the URL's credentials and secret query values masked, because these
 lines end up in logs and in the run history.
+
+Needs the http extra, ``pip install 'syncpoint[http]'`` (httpx, tenacity): syncs that fetch with another
+client, or read files and databases, do not pay for them. Without it, importing this module raises a
+``ModuleNotFoundError`` that says so.
 """
 
 from __future__ import annotations
@@ -39,10 +43,14 @@ from datetime import datetime, timezone
 from typing import Any, Generic, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import httpx
-import tenacity
-
 from syncpoint.errors import SyncpointError
+from syncpoint.extras import missing
+
+try:  # the http extra: a plain ``pip install syncpoint`` has neither (``syncpoint.extras``)
+    import httpx
+    import tenacity
+except ModuleNotFoundError as exc:
+    raise missing("syncpoint.http", exc) from None
 
 __all__ = [
     "MAX_PAGES",

@@ -6,6 +6,7 @@ import inspect
 import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -61,11 +62,12 @@ class Job:
 
     # -- running -------------------------------------------------------------------------------------
     def run(self, options: RunOptions | None = None, **overrides: Any) -> Run:
-        """A run to use as a context manager; ``overrides`` are ``RunOptions`` fields."""
+        """A run to use as a context manager; ``overrides`` are ``RunOptions`` fields (validated: a bad value
+        raises ``UsageError``)."""
         if options is None:
             options = RunOptions(**overrides)
         elif overrides:
-            options = RunOptions(**{**options.__dict__, **overrides})
+            options = replace(options, **overrides)
         return Run(self, options)
 
     def arun(self, options: RunOptions | None = None, **overrides: Any) -> AsyncRun:
@@ -79,7 +81,9 @@ class Job:
 
         ``body`` may be a coroutine function: it then runs in ``asyncio.run`` with an ``AsyncRun``.
         Errors a user can cause end as one ``PROG: error: …`` line (``syncpoint.fail``) and their documented
-        exit code, never a traceback.
+        exit code, never a traceback. An exception from ``body`` ends the run ``failed`` (the run logs it and
+        records it) and the exit code is returned, not the exception: here, not in ``with job.run()``, is
+        where exceptions become exit codes.
         Logging is set up (``--log-format``) unless the program configured it; progress is reported
         around ``body`` as ``--progress``/``--no-progress`` say (see ``syncpoint.progress``).
         """
@@ -101,8 +105,14 @@ class Job:
                 import asyncio
 
                 return asyncio.run(self._execute_async(options, body))  # type: ignore[arg-type]
-            with self.run(options) as run, track(run, options):
-                body(run)  # type: ignore[arg-type]
+            run = self.run(options)
+            try:
+                with run, track(run, options):
+                    body(run)  # type: ignore[arg-type]
+            except Exception:
+                if run.exit_code is None:
+                    raise  # not the body's: the run did not open (locked, config changed, …), reported below
+                # The body's error: the run recorded it (failed, with it) and said so; its exit code says the rest.
             assert run.exit_code is not None
             return run.exit_code
         except SyncpointError as err:
@@ -114,9 +124,14 @@ class Job:
     async def _execute_async(self, options: RunOptions, body: AsyncBody) -> int:
         from syncpoint.progress import track
 
-        async with self.arun(options) as run:
-            with track(run.sync, options):
-                await body(run)
+        run = self.arun(options)
+        try:
+            async with run:
+                with track(run.sync, options):
+                    await body(run)
+        except Exception:
+            if run.exit_code is None:
+                raise  # as in ``execute``: the run did not open
         assert run.exit_code is not None
         return run.exit_code
 

@@ -11,9 +11,10 @@ Both front ends produce the same ``RunOptions``; ``Job.execute`` acts on it.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 import click
@@ -26,9 +27,20 @@ from syncpoint.names import check_run_id, check_value_name
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunOptions:
-    """How to open a run. Every field has the meaning of the flag of the same name."""
+    """How to open a run. Every field has the meaning of the flag of the same name.
+
+    Frozen, so that every value in use has been validated: change one with
+    ``dataclasses.replace(options, max_items=500)``, which builds a new value and checks it again (a bad
+    value raises ``UsageError``); assigning a field raises ``dataclasses.FrozenInstanceError``.
+
+    ``params`` (stored with the run) is a read-only copy of the mapping given: a copy, so that the caller's
+    dict changing later cannot change it, and read-only (``MappingProxyType``), because a plain dict would
+    leave one field of a frozen value changeable in place — by anyone the options were handed to, e.g. every
+    member of a ``Pipeline``. Its values are not copied: give JSON values (they are stored as JSON).
+    To add one: ``replace(options, params={**options.params, "since": day})``.
+    """
 
     resume: bool = False
     resume_run: str | None = None
@@ -42,7 +54,7 @@ class RunOptions:
     max_seconds: float | None = None
     max_attempts: int | None = None
     force: bool = False
-    params: dict[str, Any] = field(default_factory=dict)
+    params: Mapping[str, Any] = field(default_factory=dict)
     store: str | None = None
     checkpoint_dir: str | None = None
     list_runs: bool = False
@@ -54,6 +66,7 @@ class RunOptions:
     metrics_port: int | None = None  # serve this job's Prometheus metrics while it runs (syncpoint.web.exporter)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "params", MappingProxyType(dict(self.params)))  # frozen: only here
         chosen = [n for n, v in (("--resume", self.resume), ("--resume-run", self.resume_run),
                                   ("--new-run", self.new_run)) if v]
         if len(chosen) > 1:

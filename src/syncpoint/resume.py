@@ -6,6 +6,8 @@
     --resume          the latest incomplete run, else a new one ("nothing to resume" is said)
     otherwise         a new run (an incomplete one left behind is named, with how to resume it)
 
+A run that has used its ``--max-attempts`` is marked failed (the one write made here) and refused.
+
 A run found in status ``running`` is resumable at once: we hold the lock, so its holder is dead — unless
 it is shared by many workers (``syncpoint.distributed``), which take no job lock: a run with open task leases
 (queued or leased) belongs to its workers, and resuming it here is refused (exit 64) before anything is
@@ -53,7 +55,13 @@ def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
 
 
 def choose_run(job: Job, options: RunOptions) -> tuple[RunRecord, bool]:
-    """The run to work on and whether it is a resume. Nothing is written here."""
+    """The run to work on and whether it is a resume; the caller writes the chosen record.
+
+    One write happens here: a run found to have used its ``max_attempts`` without finishing is marked
+    ``failed`` with "used N of M attempts" before ``AttemptsExhausted`` is raised: its last attempt may have
+    left it ``running`` (``kill -9``) or ``partial`` (a limit lowered since), and its status must say that it
+    ended and why (``syncpoint runs list``, the scheduler's next look). Every other refusal (unknown run,
+    changed config, a run shared by workers) writes nothing."""
     store = job.store
     if options.resume_run is not None:
         found = store.get_run(options.resume_run)

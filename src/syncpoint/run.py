@@ -4,7 +4,7 @@
         for task in run.tasks(names):      # the tasks still to process (a safe point before each)
             with task:                     # in_progress → complete, or failed with error + retryable
                 ...task.item_done(id)...   # buffered; committed by the save policy (group commit)
-    sys.exit(run.exit_code)                # 0 completed · 1 failed · 2 partial · 130/143 signal
+    sys.exit(run.exit_code)                # 0 completed · 2 partial · 130/143 signal · 1 failed
 
 The parts, one job each: ``ChangeBuffer`` (what was recorded since the last commit), ``Pacer`` (when to
 commit, when to stop), ``Committer`` (one commit at a time, plain or in a bound transaction, after a lock
@@ -15,6 +15,12 @@ The body runs between safe points. A first SIGINT/SIGTERM only sets a flag; at t
 (``item_done``, a cursor's ``done``, ``checkpoint()``, the next task) the run commits and raises
 ``Stopped``, which unwinds the body and ends the run as ``interrupted``. Budgets end it as ``partial``.
 Every progress call is safe from any thread; ``run.map`` runs a function over work with N threads.
+
+How the ``with`` block ends: a stop (``Stopped``: a signal or a budget) and ``KeyboardInterrupt`` end the
+run ``interrupted`` or ``partial``, committed, and go no further — ``run.exit_code`` says which. Any other
+exception from the body ends the run ``failed``, with the error recorded and committed, and is then raised
+again: a library does not hide your exceptions. Turning errors into an exit code and one line is
+``Job.execute``'s job (``job.execute(options, body)``).
 """
 
 from __future__ import annotations
@@ -174,7 +180,10 @@ class Run:
 
     def close(self, exc: BaseException | None) -> bool:
         """End the run: final status from how the body ended (``exc``), final commit, lock released.
-        True when ``exc`` was handled (the exit code says how the run ended)."""
+
+        True when ``exc`` was handled — a stop (``Stopped``) or ``KeyboardInterrupt``: the exit code says how
+        the run ended. Any other exception was recorded (the run failed, with it) and is the caller's to
+        raise again (``__exit__`` does)."""
         self._closed = True
         try:
             if exc is not None and not isinstance(exc, Stopped):
@@ -198,7 +207,7 @@ class Run:
             self.exit_code = err.exit_code
         finally:
             self._release_lock()
-        return exc is None or isinstance(exc, (Exception, Stopped, KeyboardInterrupt))
+        return isinstance(exc, (Stopped, KeyboardInterrupt))
 
     def watch_signals(self) -> SignalWatch:
         """The run's signal handlers (a context manager), for fronts that open the run off the main thread."""

@@ -79,6 +79,7 @@ class Task:
         self._ok, self._failed = record.ok, record.failed
         self._pages, self._records, self._cursor = record.pages, record.records, record.cursor
         self._stale = False
+        self._buffer.expect_failed(record.name, record.failed)  # a resumed task's failures, to retry exactly
 
     @property
     def record(self) -> TaskRecord:
@@ -288,8 +289,9 @@ class Task:
             self.run.refuse_item()
         if self._base.status is not TaskStatus.IN_PROGRESS:
             self.start()
+        stored_failure = self._buffer.prepare(self.run.store, self.name, entry.item_id)
         with self._buffer.lock:
-            before = self._buffer.put(self, entry)
+            before = self._buffer.put(self, entry, stored_failure=stored_failure)
             if before is True:
                 self._ok -= 1
             elif before is False:

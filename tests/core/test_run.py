@@ -163,6 +163,51 @@ def test_items_failed_permanent_skipped_retryable_retried_and_retry_failed(url: 
         pass
 
 
+def record_failures_then_retry_them(job: syncpoint.Job) -> tuple[syncpoint.Run, syncpoint.Run]:
+    """Items recorded again after they failed, each without asking ``done_ids``/``is_done``/``iterate`` first:
+    in the same window, after a commit, in a later run (the failure only in the store), twice in a row."""
+    with job.run() as run, run.task("loader") as task:
+        task.item_done("a")
+        task.item_failed("b", "HTTP 503")
+        task.item_failed("c", "bad record", retryable=False)
+        task.item_failed("d", "HTTP 503")
+        task.item_failed("e", "HTTP 503")
+        task.item_done("e")  # failed earlier in this window
+        run.commit()
+        task.item_done("d")  # failed earlier in this run, committed since
+        assert (task.record.ok, task.record.failed) == (3, 2)
+    assert run.exit_code == 1  # b failed and is retryable
+    with job.run(resume=True, retry_failed=True) as again, again.task("loader") as task:
+        task.item_done("b")  # its failure is in the store only
+        task.item_failed("c", "still bad", retryable=False)
+        assert (task.record.ok, task.record.failed) == (4, 1)
+        task.item_done("c")
+        task.item_done("c")
+        assert (task.record.ok, task.record.failed) == (5, 0)
+    return run, again
+
+
+def test_recording_a_failed_item_again_keeps_the_counts_exact(url: str) -> None:
+    """The task's ok/failed counters follow each item's latest outcome, whatever was asked before."""
+    job = make_job(url)
+    run, again = record_failures_then_retry_them(job)
+    assert again.exit_code == 0
+    stored = job.store.get_tasks(run.run_id)[0]
+    ledger = job.store.ledger_counts(run.run_id, "loader")
+    assert (stored.ok, stored.failed) == (ledger.ok, ledger.failed) == (5, 0)
+
+
+def test_counts_stay_exact_past_the_failures_held_in_memory(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A task with more failed items than memory holds asks the store, item by item: slower, as exact."""
+    import syncpoint.buffer
+
+    monkeypatch.setattr(syncpoint.buffer, "MAX_KNOWN_FAILED", 1)
+    job = make_job(url)
+    run, again = record_failures_then_retry_them(job)
+    stored = job.store.get_tasks(run.run_id)[0]
+    assert again.exit_code == 0 and (stored.ok, stored.failed) == (5, 0)
+
+
 def test_an_unexpected_exception_is_retryable_unless_declared_permanent(url: str) -> None:
     """Issue 11.2: an uncaught exception in a task is retryable by default; the job declares errors
     permanent by type or predicate; a run with such a task never ends exit 0."""
@@ -190,19 +235,50 @@ def test_an_unexpected_exception_is_retryable_unless_declared_permanent(url: str
 
 
 def test_an_exception_escaping_with_task_fails_the_run_and_resume_retries_it(url: str) -> None:
+    """The run records the failure (task and run failed, with the error, committed) and the exception goes on:
+    ``with job.run()`` does not hide it (``Job.execute`` is where exceptions become exit codes)."""
     job = make_job(url)
-    with job.run() as run:
+    with pytest.raises(RuntimeError, match="boom"), job.run() as run:
         for task in run.tasks(["a", "b"]):
             with task:
                 if task.name == "b":
                     raise RuntimeError("boom")
-    assert run.exit_code == 1
+    assert run.exit_code == 1 and isinstance(run.error, RuntimeError)
+    stored = job.store.get_run(run.run_id)
+    assert stored is not None and (stored.status, stored.error, stored.exit_code) == (RunStatus.FAILED, "boom", 1)
+    assert job.store.get_tasks(run.run_id)[1].error == "boom"
     with job.run(resume=True) as again:
         assert [t.name for t in again.tasks()] == ["b"]
         for task in again.tasks():
             with task:
                 pass
     assert again.exit_code == 0
+
+
+def test_execute_turns_the_bodys_exception_into_its_exit_code_said_once(
+    url: str, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``with job.run()`` raises the body's exception again; ``Job.execute`` returns the run's exit code
+    instead, and the run's own lines are all that is said (not a second line from ``execute``)."""
+    job = make_job(url)
+
+    def broken(run: syncpoint.Run) -> None:
+        run.task("t").item_done("1")
+        raise ValueError("bad row")
+
+    async def broken_async(run: syncpoint.AsyncRun) -> None:
+        raise ValueError("bad row")
+
+    def misused(run: syncpoint.Run) -> None:
+        raise syncpoint.UsageError("no such endpoint: /nope")
+
+    options = syncpoint.RunOptions(new_run=True, progress=False)
+    assert job.execute(options, broken) == 1
+    assert job.execute(options, broken_async) == 1
+    assert [r.error for r in job.runs()] == ["bad row", "bad row"]
+    assert job.execute(options, misused) == 64
+    said = caplog.text + capsys.readouterr().err
+    assert said.count("no such endpoint: /nope") == 1, said
 
 
 def test_task_failures_retryable_resume_and_permanent_need_retry_failed(url: str) -> None:
@@ -221,7 +297,10 @@ def test_task_failures_retryable_resume_and_permanent_need_retry_failed(url: str
     assert tasks["r1"].status is TaskStatus.FAILED and not tasks["r1"].retryable
     assert tasks["r2"].retryable and tasks["r2"].error == "503"
     with job.run(resume=True) as again:
-        assert [t.name for t in again.tasks()] == ["r2"]
+        assert [t.name for t in again.pending_tasks()] == ["r2"]
+        for task in again.tasks():
+            with task:
+                pass
     with job.run(resume_run=run.run_id, retry_failed=True) as again:
         assert [t.name for t in again.tasks()] == ["r1"]  # r2 completed in the resume above
         assert [t.name for t in again.tasks(start_from="r3")] == []
@@ -249,6 +328,28 @@ def test_keyed_daily_runs_count_attempts_and_fail_after_max(url: str) -> None:
         for symbol in task.iterate([f"S{i}" for i in range(50)]):
             task.item_done(symbol)
     assert run.exit_code == 0  # the batch ended exactly with the last symbol: completed, not partial
+
+
+def test_a_run_past_its_attempt_limit_is_marked_failed_and_other_refusals_write_nothing(url: str) -> None:
+    """``choose_run``'s contract: refusing to resume writes nothing, except that a run which used its
+    attempts is marked failed, saying so (here: partial after one attempt, then a limit of 1)."""
+    job = make_job(url)
+    with job.run(max_items=2) as run:
+        for i in range(5):
+            run.task("t").item_done(str(i))
+    assert run.exit_code == 2
+    before = job.store.get_run(run.run_id)
+    with pytest.raises(syncpoint.ConfigChanged), make_job(url, config={"v": 2}).run(resume=True):
+        pass
+    with pytest.raises(syncpoint.UsageError, match="no run"), job.run(resume_run="20990101-000000-abcdef"):
+        pass
+    assert job.store.get_run(run.run_id) == before
+    with pytest.raises(syncpoint.AttemptsExhausted, match="used 1 of 1 attempts"), \
+            job.run(resume=True, max_attempts=1):
+        pass
+    stored = job.store.get_run(run.run_id)
+    assert stored is not None and stored.status is RunStatus.FAILED and stored.attempts == 1
+    assert stored.error == "used 1 of 1 attempts"
 
 
 def test_state_outlives_runs_and_phases_are_remembered(url: str) -> None:
@@ -420,9 +521,11 @@ def test_a_batch_that_ends_exactly_at_the_budget_completes(url: str) -> None:
 def test_a_bad_task_name_leaves_no_failed_run_behind(url: str) -> None:
     """Issue 11.14: a usage error before any progress (a bad task name) used to leave a failed run."""
     job = make_job(url)
-    with job.run() as run:
+    with pytest.raises(syncpoint.InvalidName), job.run() as run:
         run.task("bad\x00name")
     assert run.exit_code == 64
+    assert job.runs() == []
+    assert job.execute(syncpoint.RunOptions(), lambda run: run.task("bad\x00name")) == 64
     assert job.runs() == []
 
 

@@ -57,8 +57,9 @@ def test_a_run_records_samples_up_to_its_final_totals(tmp_path: Path, kind: str,
     assert (found[-1].items_ok, found[-1].items_failed) == (45, 1)
     assert [s.items_ok for s in found] == sorted(s.items_ok for s in found)
 
-    with job.run(resume=True, new_run=False) as again:  # a new run: its own set
+    with job.run(new_run=True) as again:  # a new run: its own set
         assert again.run_id != run_id
+    assert job.store.get_samples(again.run_id)[-1].items_ok == 0
     with job.run(new_run=True, max_items=3) as partial, partial.task("t") as task:
         for i in range(10):
             task.item_done(str(i))

@@ -101,8 +101,11 @@ def test_the_wheel_metadata_carries_the_one_version_and_the_command(dist: Dist) 
         entry_points = archive.read(f"{info}/entry_points.txt").decode()
     assert re.search(rf"^Version: {re.escape(syncpoint.__version__)}$", metadata, re.M)
     assert "syncpoint = syncpoint.cli.main:main" in entry_points
-    for extra in ("postgres", "web", "docs", "dev"):
+    for extra in ("http", "postgres", "procrastinate", "web", "docs", "dev"):
         assert re.search(rf"^Provides-Extra: {extra}$", metadata, re.M), extra
+    core = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:") and "extra ==" not in line]
+    assert sorted(line.split()[1].split(">")[0] for line in core) == ["click", "rich"]  # what every sync needs
+    assert re.search(r'^Requires-Dist: httpx>=[\d.]+; extra == "http"$', metadata, re.M)
 
 
 def test_the_version_is_written_in_one_place() -> None:

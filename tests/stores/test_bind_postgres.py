@@ -19,7 +19,7 @@ def test_rows_and_checkpoint_commit_together(pg_url: str, pg_schema: str, pg_sch
     with psycopg.connect(pg_url) as conn:
         conn.execute(f'CREATE TABLE IF NOT EXISTS "{pg_schema}".dest (id TEXT PRIMARY KEY)')
         conn.commit()
-        with job.run() as run:
+        with pytest.raises(RuntimeError, match="dies between"), job.run() as run:
             run.bind(conn)
             task = run.task("t")
             for i in range(7):

@@ -5,7 +5,8 @@ Exit codes: 0 ok · 1 failed (store errors, …) · 64 usage error · 75 job loc
 (bad flag, unknown run, bad duration) is one line and 64, never click's multi-line usage text and 2.
 
 Subcommands live in sibling modules and are registered in ``COMMANDS`` below; one that may be absent or
-is costly to import (``syncpoint demo``) is listed in ``OPTIONAL_COMMANDS`` and imported only when used.
+is costly to import (``syncpoint demo``) is listed in ``OPTIONAL_COMMANDS`` and imported only when used; when
+it needs an extra that is not installed (the demo needs ``syncpoint[http]``), it says so in one line, exit 64.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import click
 
 from syncpoint import __version__
 from syncpoint.cli.common import CliContext
-from syncpoint.errors import EXIT_FAILED, EXIT_SIGINT, EXIT_USAGE, SyncpointError
+from syncpoint.errors import EXIT_FAILED, EXIT_SIGINT, EXIT_USAGE, SyncpointError, UsageError
+from syncpoint.extras import install_hint
 from syncpoint.fail import json_logging_active, json_requested, report_error
 from syncpoint.logs import FORMATS, configure_logging
 
@@ -55,7 +57,13 @@ class Group(click.Group):
         if found is None and cmd_name in OPTIONAL_COMMANDS:
             where = _optional(cmd_name)
             if where is not None:
-                found = getattr(importlib.import_module(where[0]), where[1])
+                try:
+                    found = getattr(importlib.import_module(where[0]), where[1])
+                except ModuleNotFoundError as exc:
+                    hint = install_hint(exc.name)
+                    if hint is None:
+                        raise
+                    found = _needs_extra(cmd_name, f"syncpoint {cmd_name} needs {exc.name}: {hint}")
                 self.add_command(found, cmd_name)
         return found
 
@@ -95,6 +103,17 @@ def _optional(name: str) -> tuple[str, str] | None:
         except ModuleNotFoundError:
             continue
     return None
+
+
+def _needs_extra(name: str, message: str) -> click.Command:
+    """A stand-in for a command whose extra is not installed: listed by ``--help`` with the fix, and when
+    run (with any arguments) it says ``message`` in one line and exits 64, instead of a traceback."""
+
+    def say() -> NoReturn:
+        raise UsageError(message)
+
+    return click.Command(name, callback=say, help=message, short_help=message, add_help_option=False,
+                         context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 
 
 def _one_line(text: str) -> str:
