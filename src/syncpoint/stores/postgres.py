@@ -110,6 +110,11 @@ _TASK_COLUMNS = (
     "started_at, updated_at, completed_at"
 )
 _TASK_VALUES = "%s, %s, %s, %s, %s::json, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s"
+# the same, typed: a VALUES list in a SELECT takes no types from the target columns (a NULL would be text)
+_TASK_TYPED = (
+    "%s::text, %s::text, %s::int8, %s::text, %s::json, %s::int8, %s::int8, %s::int8, %s::int8, %s::int8, "
+    "%s::text, %s::bool, %s::timestamptz, %s::timestamptz, %s::timestamptz"
+)
 # Ledger reads name the task ID as a scalar subquery (a constant to the planner, so ``ORDER BY item_id``
 # walks the primary key in order), never as a join: on a table no ANALYZE has seen (autovacuum off, a bulk
 # load), a join made the planner fetch every row of the task and filter or sort them, per query.
@@ -194,6 +199,13 @@ class Queries:
         )
         # task leases (migration 003; syncpoint.distributed)
         self.lease_fence = q("SELECT {s}.lease_fence(%s, %s, %s, %s, %s)")
+        # a page of a leased task's progress: the fence and the task's row in one autocommit statement (one
+        # round trip, no transaction block); the fence raises before the row is written if the lease is gone
+        self.fenced_task_upsert = q(
+            f"INSERT INTO {{s}}.tasks ({_TASK_COLUMNS}) SELECT * FROM (VALUES ({_TASK_TYPED})) AS v "
+            f"WHERE {{s}}.lease_fence(%s, %s, %s, %s, %s) "
+            f"ON CONFLICT (run_id, name) DO UPDATE SET {_updates(_TASK_COLUMNS, 2)}"
+        )
         self.finish_run = q("SELECT {s}.finish_run_if_done(%s)")
         # a task failed for good says so even when its commit carries no task record (a bound transaction was
         # rolled back, and the failure's record with it); after the task upserts, before the run's ending
@@ -309,6 +321,9 @@ class Queries:
         if changes.samples:
             rows = [(p.run_id, p.slot, p.at, p.items_ok, p.items_failed, p.records, p.pages) for p in changes.samples]
             plan.tail.append((self.upsert_sample, rows))
+        if (fence is not None and fence.end is None and len(changes.tasks) == 1 and not plan.task_keys
+                and len(plan.head) == 2 and not plan.tail):
+            plan.fenced = (self.fenced_task_upsert, (*_task_row(changes.tasks[0]), *plan.head[0][1][0]))
         if fence is not None and fence.end == LeaseState.FINISHED.value:  # last: sees this commit's task rows
             if fence.failed:
                 plan.tail.append((self.task_failed, [(fence.retryable, fence.run_id, fence.task, fence.retryable)]))
@@ -323,9 +338,12 @@ class Plan:
     clears: list[LedgerClear] = field(default_factory=list)
     ledger: dict[tuple[str, str], list[LedgerRow]] = field(default_factory=dict)  # deduplicated, sorted
     tail: list[Statement] = field(default_factory=list)  # state deletes, state
+    fenced: tuple[bytes, tuple[Any, ...]] | None = None  # a leased task's page: one statement with its fence
 
     def single_statement(self) -> tuple[bytes, tuple[Any, ...]] | None:
         """The one statement of a one-row change set, which then needs no explicit transaction."""
+        if self.fenced is not None:
+            return self.fenced
         statements = self.head + self.tail
         if self.task_keys or len(statements) != 1 or len(statements[0][1]) != 1:
             return None

@@ -27,7 +27,8 @@ CREATE TABLE IF NOT EXISTS {schema}.leases (
     stall_timeout double precision,  -- the holder's fleet's: no heartbeat for this long and it is presumed dead
     PRIMARY KEY (run_id, task)
 );
-CREATE INDEX IF NOT EXISTS leases_open ON {schema}.leases (job, state, heartbeat_at) WHERE state <> 'finished';
+-- not on heartbeat_at: every commit refreshes it, and an unindexed column keeps those updates HOT (no index write)
+CREATE INDEX IF NOT EXISTS leases_open ON {schema}.leases (job, state) WHERE state <> 'finished';
 
 -- One row per grant: who held which epoch, when it was granted, and its commits (the audit that shows, from
 -- the store alone, that no commit of an epoch landed after the next epoch was granted).
@@ -47,7 +48,7 @@ CREATE TABLE IF NOT EXISTS {schema}.lease_grants (
 -- at p_epoch. p_end: NULL keeps it held; 'queued' hands it back (a new queue job is deferred in the same
 -- transaction); 'finished' ends it. p_failed counts a failed attempt. Counts the commit, refreshes the heartbeat.
 CREATE OR REPLACE FUNCTION {schema}.lease_fence(p_run text, p_task text, p_epoch bigint, p_end text, p_failed boolean)
-RETURNS void LANGUAGE plpgsql AS $$
+RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE
     found_epoch bigint;
     found_state text;
@@ -73,6 +74,7 @@ BEGIN
     IF stall IS NOT NULL THEN
         PERFORM set_config('idle_in_transaction_session_timeout', greatest(1000, (stall * 1000)::bigint)::text, true);
     END IF;
+    RETURN true;
 END;
 $$;
 
