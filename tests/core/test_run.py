@@ -256,10 +256,13 @@ def test_an_exception_escaping_with_task_fails_the_run_and_resume_retries_it(url
 
 
 def test_execute_turns_the_bodys_exception_into_its_exit_code_said_once(
-    url: str, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+    url: str, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``with job.run()`` raises the body's exception again; ``Job.execute`` returns the run's exit code
     instead, and the run's own lines are all that is said (not a second line from ``execute``)."""
+    # a handler an earlier test's Job.execute left on the root logger would print each record on stderr too
+    monkeypatch.setattr(logging.getLogger(), "handlers", [h for h in logging.getLogger().handlers
+                                                         if type(h).__name__ == "LogCaptureHandler"])
     job = make_job(url)
 
     def broken(run: syncpoint.Run) -> None:
