@@ -3,8 +3,7 @@
 A plain ``pip install syncpoint`` brings only what every sync needs (click, rich); the HTTP helpers
 (``syncpoint.http``: httpx, tenacity) come with ``syncpoint[http]``. Code that needs an extra turns the bare
 ``No module named 'httpx'`` into one line that names the module and the ``pip install`` that brings it.
-(PostgreSQL, the dashboard and the worker queue say the same in their own words: ``syncpoint.cli.common``,
-``syncpoint.web``, ``syncpoint.distributed``.)
+(PostgreSQL and the dashboard say the same in their own words: ``syncpoint.cli.common``, ``syncpoint.web``.)
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ from __future__ import annotations
 EXTRAS: dict[str, str] = {
     "httpx": "http",
     "tenacity": "http",
+    "procrastinate": "procrastinate",
 }
 
 

@@ -120,6 +120,15 @@ class Pacer:
     def stop_requested(self) -> tuple[str, int] | None:
         return self._stop
 
+    def sleep(self, seconds: float) -> None:
+        """Sleep, but wake within 50 ms of a stop request (then return early: the next safe point stops)."""
+        deadline = time.monotonic() + max(0.0, seconds)
+        while self._stop is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, 0.05))
+
     def stop_reason(self, *, before_work: bool = True) -> tuple[str, int] | None:
         """Why to stop now, or None. ``before_work``: at a safe point before the next piece of work, where a
         budget that is exactly used up stops; right after recording, it stops only once exceeded (a batch

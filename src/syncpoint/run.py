@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from datetime import datetime
@@ -340,12 +339,7 @@ class Run:
         Hand this to HTTP helpers as their sleep function: a plain ``time.sleep`` keeps sleeping after the
         first Ctrl+C (the handler only sets a flag), so a 15-minute rate-limit wait would ignore it.
         """
-        deadline = time.monotonic() + max(0.0, seconds)
-        while self.pacer.stop_requested is None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            time.sleep(min(left, 0.05))
+        self.pacer.sleep(seconds)
 
     def admit_item(self) -> bool:
         return not self._closed and self.pacer.admit_item()

@@ -94,3 +94,12 @@ def test_syncpoint_demo_without_the_extra_says_so_in_one_line_and_exits_64(tmp_p
     assert list(tmp_path.iterdir()) == []  # nothing started, nothing written
     listed = python(cli, "--help")
     assert listed.returncode == 0 and "pip install 'syncpoint[http]'" in listed.stdout, listed.stderr
+
+
+def test_syncpoint_distributed_without_the_extra_names_it() -> None:
+    hide = WITHOUT_HTTP.replace('("httpx", "tenacity")', '("procrastinate",)').replace("WithoutHttpExtra", "Bare")
+    proc = python(hide + "import syncpoint.distributed")
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == ("ModuleNotFoundError: syncpoint.distributed needs procrastinate: "
+                    "pip install 'syncpoint[procrastinate]'"), proc.stderr

@@ -8,6 +8,13 @@ the lease model: epochs that fence a worker presumed dead, heartbeats, the stall
 
 from __future__ import annotations
 
+from syncpoint.extras import missing
+
+try:
+    import procrastinate  # noqa: F401 - only to say which extra is missing, in one line
+except ModuleNotFoundError as exc:
+    raise missing("syncpoint.distributed", exc) from None
+
 from syncpoint.distributed.fleet import DEFAULT_STALL_TIMEOUT, Fleet
 from syncpoint.distributed.worker_run import Attempts, Ending, WorkerRun
 from syncpoint.errors import LeaseLost

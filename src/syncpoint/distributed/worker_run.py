@@ -16,7 +16,6 @@ import enum
 import functools
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -204,12 +203,7 @@ class WorkerRun:
 
     def sleep(self, seconds: float) -> None:
         """Sleep, waking at once when the worker is asked to stop (see ``Run.sleep``)."""
-        deadline = time.monotonic() + max(0.0, seconds)
-        while self.pacer.stop_requested is None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            time.sleep(min(left, 0.05))
+        self.pacer.sleep(seconds)
 
     def request_stop(self, reason: str, exit_code: int) -> None:
         """Stop at the next safe point (a signal to the worker): the task is handed to another worker."""
