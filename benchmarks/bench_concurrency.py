@@ -13,11 +13,8 @@ Run: ``python benchmarks/bench_concurrency.py`` (``make bench`` runs it).
 
 from __future__ import annotations
 
-import http.server
-import multiprocessing
 import os
 import random
-import socketserver
 import sys
 import tempfile
 import threading
@@ -25,33 +22,12 @@ import time
 from pathlib import Path
 
 import httpx
+from slow_server import DELAY, slow_server
 
 import syncpoint
 
-DELAY = 0.05
 IO_ITEMS = int(os.environ.get("BENCH_IO_ITEMS", "320"))
 THREAD_ITEMS = int(os.environ.get("BENCH_THREAD_ITEMS", "1000000"))
-
-
-class _Slow(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    wbufsize = 65536  # headers and body leave in one segment (no Nagle / delayed-ACK stall per answer)
-
-    def do_GET(self) -> None:
-        time.sleep(DELAY)
-        body = b'{"ok": true}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    daemon_threads = True
 
 
 def per_item_policy() -> syncpoint.SavePolicy:
@@ -109,28 +85,14 @@ def threads_item_done(url: str, ids: list[str], threads: int) -> float:
     return elapsed
 
 
-def _serve(server: _Server) -> None:
-    server.serve_forever()
-
-
 def main() -> None:
-    # The server runs in a process of its own, so its threads do not compete with the client's for the GIL.
-    server = _Server(("127.0.0.1", 0), _Slow)
-    process = multiprocessing.get_context("fork").Process(target=_serve, args=(server,), daemon=True)
-    process.start()
-    server.server_close()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            ids = [f"item-{n}" for n in range(IO_ITEMS)]
-            seq = sequential(f"sqlite:{Path(tmp) / 'seq.db'}", base, ids)
-            conc = concurrent(f"sqlite:{Path(tmp) / 'conc.db'}", base, ids, 16)
-            print(f"io-bound, {IO_ITEMS} items answered after {DELAY * 1000:.0f} ms, a commit per item: "
-                  f"sequential {IO_ITEMS / seq:,.1f}/s, run.map x16 {IO_ITEMS / conc:,.1f}/s")
-            print(f"ratio concurrent16_vs_sequential_io = {seq / conc:.2f}")
-    finally:
-        process.terminate()
-        process.join(10)
+    with slow_server() as base, tempfile.TemporaryDirectory() as tmp:
+        ids = [f"item-{n}" for n in range(IO_ITEMS)]
+        seq = sequential(f"sqlite:{Path(tmp) / 'seq.db'}", base, ids)
+        conc = concurrent(f"sqlite:{Path(tmp) / 'conc.db'}", base, ids, 16)
+        print(f"io-bound, {IO_ITEMS} items answered after {DELAY * 1000:.0f} ms, a commit per item: "
+              f"sequential {IO_ITEMS / seq:,.1f}/s, run.map x16 {IO_ITEMS / conc:,.1f}/s")
+        print(f"ratio concurrent16_vs_sequential_io = {seq / conc:.2f}")
     rng = random.Random(7)
     ids = [f"{rng.getrandbits(64):016x}" for _ in range(THREAD_ITEMS)]
     with tempfile.TemporaryDirectory() as tmp:

@@ -15,12 +15,9 @@ Run: ``python benchmarks/bench_distributed.py`` (``make bench`` runs it); needs 
 
 from __future__ import annotations
 
-import http.server
-import multiprocessing
 import os
 import selectors
 import signal
-import socketserver
 import statistics
 import subprocess
 import sys
@@ -32,6 +29,7 @@ from typing import Any
 import httpx
 import psycopg
 from psycopg import sql
+from slow_server import DELAY, slow_server
 
 import syncpoint
 from syncpoint.distributed import Fleet, WorkerRun
@@ -41,32 +39,10 @@ from syncpoint.stores.pg_leases import Holder, LeaseSql
 from syncpoint.stores.postgres import PostgresStore
 
 PG = os.environ.get("SYNCPOINT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-DELAY = 0.05
 TASKS_PER_WORKER = int(os.environ.get("BENCH_FLEET_TASKS_PER_WORKER", "40"))
 COMMITS = int(os.environ.get("BENCH_LEASE_COMMITS", "3000"))
 STALL = 2.0
 HERE = Path(__file__).resolve()
-
-
-class _Slow(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    wbufsize = 65536
-
-    def do_GET(self) -> None:
-        time.sleep(DELAY)
-        body = b'{"ok": true}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    daemon_threads = True
 
 
 def store_url(schema: str) -> str:
@@ -249,22 +225,10 @@ def drop(schema: str, fleet: Fleet | None) -> None:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
-def _serve(server: _Server) -> None:
-    server.serve_forever()
-
-
 def main() -> None:
-    server = _Server(("127.0.0.1", 0), _Slow)
-    process = multiprocessing.get_context("fork").Process(target=_serve, args=(server,), daemon=True)
-    process.start()
-    server.server_close()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with slow_server() as base:
         one = tasks_per_second(base, 1)
         eight = tasks_per_second(base, 8)
-    finally:
-        process.terminate()
-        process.join(10)
     print(f"io-bound tasks ({DELAY * 1000:.0f} ms each, {TASKS_PER_WORKER} per worker): 1 worker {one:,.1f}/s, "
           f"8 workers {eight:,.1f}/s")
     print(f"ratio workers8_vs_1_io = {eight / one:.2f}")
