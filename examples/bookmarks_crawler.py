@@ -47,7 +47,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import click
@@ -319,7 +319,8 @@ class PostgresDestination:
 
 
 class JsonlDestination:
-    """Lines appended and fsynced per page; cut back to the committed length on start (no duplicates).
+    """Lines appended and fsynced per page (a ``syncpoint.JsonlSink``); cut back to the committed length on start
+    (no duplicates).
 
     The committed length is job state (``output_file:<path>``), committed with the cursors, so it holds across
     users and across crawls appending to the same file; each task's cursor records it too (``bytes``).
@@ -328,51 +329,25 @@ class JsonlDestination:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.key = f"output_file:{path.resolve()}"
-        self._file: IO[bytes] | None = None
+        self.sink: syncpoint.JsonlSink | None = None
 
     def open(self, run: syncpoint.Run) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        created = not self.path.exists()
-        self._file = open(self.path, "ab")  # noqa: SIM115 (closed in close())
-        size = os.fstat(self._file.fileno()).st_size
         committed = run.state.get(self.key)
+        self.sink = syncpoint.JsonlSink(self.path, None if committed is None else int(str(committed)))
+        size = self.sink.open()
         if committed is None:  # a file we never wrote: append after what is there (committed before we write)
             run.state.set(self.key, size, commit=True)
-        elif size < int(str(committed)):
-            raise syncpoint.CorruptState(
-                f"{self.path} has {size} bytes but the checkpoint recorded {committed}: the file was changed "
-                "outside the crawler; use another --output-file or start over"
-            )
-        elif size > int(str(committed)):
-            log.info("%s: dropping %d byte(s) written after the last checkpoint", self.path, size - int(str(committed)))
-            self._file.truncate(int(str(committed)))
-            os.fsync(self._file.fileno())
-        if created:
-            _fsync_dir(self.path.parent)
 
     def write(self, run: syncpoint.Run, user: str, posts: Sequence[dict[str, Any]]) -> tuple[int | None, int]:
-        assert self._file is not None
-        if posts:
-            self._file.write(b"".join(json.dumps({"user_id": user, **p}, ensure_ascii=False).encode() + b"\n"
-                                      for p in posts))
-            self._file.flush()
-            os.fsync(self._file.fileno())
-        size = os.fstat(self._file.fileno()).st_size
+        assert self.sink is not None
+        size = self.sink.append({"user_id": user, **p} for p in posts)
         run.state.set(self.key, size)  # committed with this page's cursor
         return size, len(posts)
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        if self.sink is not None:
+            self.sink.close()
+            self.sink = None
 
 
 # -- the crawl -----------------------------------------------------------------------------------------------
@@ -404,18 +379,11 @@ class Crawler:
         self.dest.open(self.run)
         try:
             for task in self.run.tasks(self.settings.users):
-                # Like ``with task.isolated():``, but only the API's answers are isolated: a revoked token (401,
-                # not retryable) fails this user and the others go on. A failed destination or checkpoint commit
-                # must end the run: isolated() would swallow it, and after a failed bound commit the run keeps
-                # only its status, so the crawl would go on committing nothing and end "completed".
-                task.start()
-                try:
+                # Only the API's answers are isolated: a revoked token (401, not retryable) fails this user and
+                # the others go on. A failed destination or checkpoint commit must end the run, not fail each
+                # user in turn: after a failed bound commit the run keeps only its status.
+                with task.isolated(errors=HttpError):
                     self.crawl_user(task)
-                except HttpError as err:
-                    task.fail(err)
-                    log.warning("%s failed%s: %s", task.name, " (retryable)" if err.retryable else "", err)
-                else:
-                    task.complete()
         finally:
             self.dest.close()
 
@@ -432,12 +400,10 @@ class Crawler:
         state = self.run.state
         last = state.get(f"{user}.last_tweet_id")
         stop_at = int(str(last)) if last is not None else None
-        cursor: dict[str, Any] = dict(task.cursor) if isinstance(task.cursor, dict) else {}
-        pages = syncpoint.TokenCursor(task)  # the next page's token, from the checkpoint
-        started = cursor.get("type") == "token"
-        newest: int | None = int(cursor["newest"]) if cursor.get("newest") is not None else None
-        taken = int(cursor.get("new", 0))
-        if not started or pages.token is not None:  # else: every page is in, only the bookkeeping is left
+        pages = task.token_cursor()  # the next page's token, and what this crawl has taken so far (extra)
+        newest: int | None = int(pages.extra["newest"]) if pages.extra.get("newest") is not None else None
+        taken = int(pages.extra.get("new", 0))
+        if not pages.finished:  # else: every page is in, only the bookkeeping is left
             with self.connect(self.run, token) as client:
                 for page in paginate_cursor(
                     client, f"/users/{user}/bookmarks", {"count": self.settings.page_size}, resume=pages.token,
@@ -458,8 +424,8 @@ class Crawler:
                     size, added = self.dest.write(self.run, user, fresh)
                     taken += added
                     nxt = None if reached else page.next_state
-                    task.set_cursor({"type": "token", "token": nxt, "newest": None if newest is None else str(newest),
-                                     "new": taken, "bytes": size}, pages=1, records=len(fresh))
+                    pages.done(nxt, records=len(fresh),
+                               extra={"newest": None if newest is None else str(newest), "new": taken, "bytes": size})
                     if self.on_page is not None:
                         self.on_page(task, added)
                     if reached:

@@ -48,19 +48,18 @@ import logging
 import os
 import shutil
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import click
 
 import syncpoint
 from syncpoint.errors import LeaseLost
+from syncpoint.files import fsync_dir
 from syncpoint.http import HttpClient, HttpError, RateLimited, paginate_link
 from syncpoint.logs import ensure_logging
 from syncpoint.model import utcnow
@@ -195,44 +194,40 @@ class Collector:
             start_from = f"{self.settings.from_repo}:{endpoint}"
         suffix = f":{endpoint}"
         names = [t.name for t in self.run.all_tasks() if t.name.endswith(suffix)]
-        halt = Halt()
-        self.run.map(lambda task: self.collect_task(client, task, endpoint, halt),
-                     self.run.pending_tasks(names, start_from=start_from), concurrency=self.settings.concurrency)
-        halt.reraise()
+        # An HttpError fails only its task; anything else ends the map, and the run (see collect_task).
+        self.run.map(lambda task: self.collect_task(client, task, endpoint),
+                     self.run.pending_tasks(names, start_from=start_from), concurrency=self.settings.concurrency,
+                     errors=HttpError)
         mine = [t for t in self.run.all_tasks() if t.name.endswith(suffix)]
         if all(_finished(t.record) for t in mine):
             self.run.complete_phase(endpoint)
 
-    def collect_task(self, client: HttpClient, task: syncpoint.Task, endpoint: str, halt: Halt) -> None:
+    def collect_task(self, client: HttpClient, task: syncpoint.Task, endpoint: str) -> None:
         """One repository's endpoint, page by page (``run.map`` started the task and completes or fails it).
 
-        An ``HttpError`` fails the task (404/451 for good, exhausted retries retryable) and the others go on.
-        Anything else — a rate limit, a JSONL file changed behind our back, a full disk — ends the run as it
-        did before the tasks ran in parallel: the task stays in progress at its cursor (a resume continues
-        there), the other workers stop at their next page, and the error is raised once the map is done.
+        An ``HttpError`` fails the task (404/451 for good, exhausted retries retryable) and the others go on
+        (``run.map(..., errors=HttpError)``). Anything else — a rate limit, a JSONL file changed behind our
+        back, a full disk — ends the run as it did before the tasks ran in parallel: the task stays in
+        progress at its cursor (a resume continues there), the other workers stop at their next page, and
+        the error is raised once the map is done.
         """
         repo = task.name[: -len(endpoint) - 1]
-        cursor = task.cursor if isinstance(task.cursor, dict) else None
-        halt.check()
+        cursor = task.token_cursor()  # the next page's URL; "bytes": the JSONL file's committed length
         self.run.checkpoint()  # a stop came while this task was being handed out: not one request more
         try:
-            with JsonlAppender(self.settings.jsonl(repo, endpoint), int(cursor["bytes"]) if cursor else 0) as out:
-                if cursor is None or cursor.get("next") is not None:
-                    resume = cursor.get("next") if cursor else None
+            with syncpoint.JsonlSink(self.settings.jsonl(repo, endpoint), cursor.extra.get("bytes", 0)) as out:
+                if not cursor.finished:
                     for page in paginate_link(client, f"/repos/{repo}/{endpoint}", self.settings.params(endpoint),
-                                              resume=resume):
-                        halt.check()  # another worker hit a rate limit or an error: stop before writing
+                                              resume=cursor.token):
                         self.run.checkpoint()  # a stop asked for while the page was on its way: drop it
                         size = out.append({"source": "github_rest", "repo": repo, "endpoint": endpoint, "data": item}
                                           for item in page.items)
-                        task.set_cursor({"next": page.next_state, "bytes": size}, pages=1, records=len(page.items))
+                        cursor.done(page.next_state, records=len(page.items), extra={"bytes": size})
         except RateLimited as err:  # every later request would wait as long: end the run; a resume continues
-            halt.stop(err)
+            raise RateLimitOutlasted(str(err)) from err
         except HttpError as err:  # 404/451 fail for good, other exhausted retries are retryable; the run goes on
             log.warning("%s failed%s: %s", task.name, " (retryable)" if err.retryable else "", err)
             raise
-        except Exception as err:
-            halt.stop(err)
 
     # -- the manifest ------------------------------------------------------------------------------------
     def write_manifest(self, repos: list[str]) -> None:
@@ -255,30 +250,9 @@ def discover_repos(client: HttpClient, settings: Settings) -> list[str]:
     return sorted(str(repo["full_name"]) for repo in found)
 
 
-class Halt:
-    """The first error that ends the run, shared by a phase's workers: the others stop at their next page.
-
-    The task that hit it is not recorded as failed (``run.map`` records nothing for a ``Stopped`` worker),
-    so it stays in progress at its cursor, and ``reraise`` raises the error once the map is over.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.error: Exception | None = None
-
-    def stop(self, error: Exception) -> NoReturn:
-        with self._lock:
-            if self.error is None:
-                self.error = error
-        raise syncpoint.Stopped(f"stopped by an error in another task: {error}", syncpoint.ExitCode.FAILED)
-
-    def check(self) -> None:
-        if self.error is not None:
-            raise syncpoint.Stopped(f"stopped by an error in another task: {self.error}", syncpoint.ExitCode.FAILED)
-
-    def reraise(self) -> None:
-        if self.error is not None:
-            raise self.error
+class RateLimitOutlasted(syncpoint.SyncpointError):
+    """A rate limit that outlasted the client's waits: it ends the run (not an ``HttpError``, which would fail
+    only its task), since every later request would wait as long; a resume continues at the page."""
 
 
 def _finished(record: syncpoint.TaskRecord) -> bool:
@@ -397,79 +371,30 @@ class Previous:
         dest.mkdir(parents=True)
         for part in self._parts():
             os.replace(part, dest / part.name)
-        _fsync_dir(dest)
-        _fsync_dir(self.target)
+        fsync_dir(dest)
+        fsync_dir(self.target)
         return dest
 
 
-class JsonlAppender:
-    """A JSONL file cut back to ``length`` (the checkpointed size) on open; each ``append`` is fsynced."""
-
-    def __init__(self, path: Path, length: int) -> None:
-        self.path = path
-        self.length = length
-        self._file: IO[bytes] | None = None
-
-    def __enter__(self) -> JsonlAppender:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        created = not self.path.exists()
-        self._file = open(self.path, "ab")  # closed in __exit__
-        size = os.fstat(self._file.fileno()).st_size
-        if size < self.length:
-            self._file.close()
-            raise syncpoint.CorruptState(
-                f"{self.path} has {size} bytes but the checkpoint recorded {self.length}: the file was changed "
-                "outside this collector; start over with --new-run"
-            )
-        if size > self.length:
-            log.info("%s: dropping %d byte(s) written after the last checkpoint", self.path, size - self.length)
-            self._file.truncate(self.length)
-        if created:
-            _fsync_dir(self.path.parent)
-        return self
-
-    def append(self, lines: Iterable[Any]) -> int:
-        """Append one JSON line per item; flushed and fsynced; the file's new length."""
-        assert self._file is not None
-        self._file.write(b"".join(json.dumps(line, ensure_ascii=False).encode() + b"\n" for line in lines))
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        return os.fstat(self._file.fileno()).st_size
-
-    def __exit__(self, *exc: object) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
-
 def write_json_atomic(path: Path, data: Any) -> None:
+    write_atomic(path, [json.dumps(data, indent=2, ensure_ascii=False).encode() + b"\n"])
+
+
+def write_atomic(path: Path, chunks: Iterable[bytes]) -> None:
     """Write, fsync, rename over the old file, fsync the directory: readers see the old or the new file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _temporary(path) as (handle, tmp):
-        handle.write(json.dumps(data, indent=2, ensure_ascii=False).encode() + b"\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-@contextmanager
-def _temporary(path: Path) -> Iterator[tuple[IO[bytes], str]]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            yield handle, tmp
+            for chunk in chunks:
+                handle.write(chunk)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(path.parent)
 
 
 # -- many workers: --enqueue and --work (syncpoint.distributed) --------------------------------------------
@@ -588,8 +513,9 @@ def run_worker(settings: Settings, options: syncpoint.RunOptions, *, concurrency
 def collect_part(run: WorkerRun, task: syncpoint.Task, base: Settings) -> None:
     """One repository's endpoint, under the task's lease.
 
-    Each lease epoch appends to its own part file, and the cursor records the committed length of every
-    part: ``{"next": <next page's URL or null>, "parts": [[epoch, bytes], ...]}``. Once the last page's cursor
+    Each lease epoch appends to its own part file (a ``JsonlSink`` of its own), and the cursor records the
+    committed length of every part: a token cursor on the next page's URL with the extra field
+    ``"parts": [[epoch, bytes], ...]``. Once the last page's cursor
     is committed under the lease, the task's JSONL file is built from the parts' committed prefixes in epoch
     order. Why parts, not one file cut back on takeover: a worker presumed dead that comes back (SIGSTOP,
     SIGCONT) may append a page before its next commit is refused; in its own part those bytes lie beyond
@@ -597,21 +523,20 @@ def collect_part(run: WorkerRun, task: syncpoint.Task, base: Settings) -> None:
     """
     settings = base.for_run(run.config)
     repo, endpoint = task.name.rsplit(":", 1)
-    cursor = task.cursor if isinstance(task.cursor, dict) else None
+    cursor = task.token_cursor()
     parts = Parts(lambda epoch: settings.part(run.run_id, repo, endpoint, epoch),
-                  [(int(e), int(n)) for e, n in cursor["parts"]] if cursor else [])
+                  [(int(e), int(n)) for e, n in cursor.extra.get("parts", [])])
     log.info("%s: epoch %d, %s", task.name, run.epoch,
-             "from the start" if cursor is None else f"after {task.record.pages} page(s) of earlier epochs")
-    if cursor is None or cursor.get("next") is not None:
-        with settings.connect()(run) as client, JsonlAppender(parts.path(run.epoch), 0) as out:
+             "from the start" if task.cursor is None else f"after {task.record.pages} page(s) of earlier epochs")
+    if not cursor.finished:  # this epoch's part is new: whatever is in it was never committed
+        with settings.connect()(run) as client, syncpoint.JsonlSink(parts.path(run.epoch), 0) as out:
             for page in paginate_link(client, f"/repos/{repo}/{endpoint}", settings.params(endpoint),
-                                      resume=cursor.get("next") if cursor else None):
+                                      resume=cursor.token):
                 run.checkpoint()  # a stop or a lost lease noticed while the page was on its way: drop it
                 size = out.append({"source": "github_rest", "repo": repo, "endpoint": endpoint, "data": item}
                                   for item in page.items)
                 try:
-                    task.set_cursor({"next": page.next_state, "parts": parts.grown(run.epoch, size)}, pages=1,
-                                    records=len(page.items))
+                    cursor.done(page.next_state, records=len(page.items), extra={"parts": parts.grown(run.epoch, size)})
                 except LeaseLost:
                     log.warning("%s: epoch %d lost its lease; the page it has just appended lies beyond its part's "
                                 "committed length and is never read", task.name, run.epoch)
@@ -636,22 +561,9 @@ class Parts:
         return [[e, n] for e, n in sorted(self.lengths.items())]
 
     def assemble(self, dest: Path) -> None:
-        """Write ``dest`` atomically: the committed prefix of each part, in epoch order."""
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        with _temporary(dest) as (handle, tmp):
-            for epoch, length in sorted(self.lengths.items()):
-                with open(self.path(epoch), "rb") as part:
-                    data = part.read(length)
-                if len(data) < length:
-                    raise syncpoint.CorruptState(
-                        f"{self.path(epoch)} has {len(data)} bytes but the checkpoint recorded {length}: the file "
-                        "was changed outside this collector; start over with --enqueue --new-run"
-                    )
-                handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-            os.replace(tmp, dest)
-        _fsync_dir(dest.parent)
+        """Write ``dest`` atomically: the committed prefix of each part (``JsonlSink.read``), in epoch order."""
+        write_atomic(dest, (syncpoint.JsonlSink(self.path(epoch), length).read()
+                            for epoch, length in sorted(self.lengths.items())))
 
 
 def finish_distributed(job: syncpoint.Job, base: Settings) -> None:

@@ -245,14 +245,14 @@ def load(task: syncpoint.Task, client: HttpClient, entity: str, table: str, dest
     run = task.run
     if run.retry_failed and task.record.failed:
         retry_failed_items(task, client, entity, table, dest)
-    cursor = task.cursor if isinstance(task.cursor, dict) else {}
-    if cursor.get("finished"):
+    cursor = task.token_cursor()  # the next link; extra fields: the pages loaded and the start date
+    if cursor.finished:
         return
     params: dict[str, Any] = {"$count": "true", "$orderby": "GewijzigdOp,Id"}
     if since is not None:
         params["$filter"] = f"GewijzigdOp ge {since}"
-    number = int(cursor.get("page", 0))
-    for page in paginate_odata(client, f"/{entity}", params, resume=cursor.get("next")):
+    number = int(cursor.extra.get("page", 0))
+    for page in paginate_odata(client, f"/{entity}", params, resume=cursor.token):
         run.checkpoint()  # a stop asked for while the page was in flight: do not write it
         count = page.data.get("@odata.count") if isinstance(page.data, dict) else None
         if isinstance(count, int) and count != task.record.total:
@@ -262,8 +262,7 @@ def load(task: syncpoint.Task, client: HttpClient, entity: str, table: str, dest
             process_concurrently(task, table, dest, page.items, f"{entity} page {number}", concurrency)
         else:
             process(task, table, dest, page.items, f"{entity} page {number}")
-        task.set_cursor({"next": page.next_state, "page": number, "since": since,
-                         "finished": page.next_state is None}, pages=1, records=len(page.items))
+        cursor.done(page.next_state, records=len(page.items), extra={"page": number, "since": since})
         run.checkpoint()
 
 
@@ -281,24 +280,19 @@ def make_body(dest: Destination, names: Sequence[str], client_for: Callable[[syn
               concurrency: int = 1, parallel_loaders: int = 1) -> Callable[[syncpoint.Run], None]:
     def body(run: syncpoint.Run) -> None:
         since = run.params.get("start_date")
-        tasks = [run.task(name) for name in names]  # registered up front: the run knows its whole plan
         with client_for(run) as client:
+            def load_one(task: syncpoint.Task) -> None:
+                load(task, client, *LOADERS[task.name], dest, since, concurrency)
+
+            # The loaders still to do, all registered first (the run knows its whole plan): complete ones
+            # skipped (unless --retry-failed and they have failed records), failed ones offered again when
+            # retryable (all with --retry-failed), those before --from skipped.
             if parallel_loaders > 1:  # each loader a task of run.map: started, then completed or failed alone
-                run.map(lambda task: load(task, client, *LOADERS[task.name], dest, since, concurrency),
-                        run.pending_tasks(names), concurrency=parallel_loaders)
-                tasks = []
-            for task in tasks:
-                record = task.record
-                failed_items = run.retry_failed and record.failed > 0
-                if record.status is syncpoint.TaskStatus.COMPLETE and not failed_items:
-                    continue
-                if (record.status is syncpoint.TaskStatus.FAILED and not record.retryable
-                        and not run.retry_failed):
-                    continue
-                run.checkpoint()
-                entity, table = LOADERS[task.name]
-                with task.isolated():
-                    load(task, client, entity, table, dest, since, concurrency)
+                run.map(load_one, run.pending_tasks(names), concurrency=parallel_loaders)
+            else:
+                for task in run.tasks(names):  # a safe point before each
+                    with task.isolated():  # a loader that fails for good fails alone; the others still run
+                        load_one(task)
         logging.getLogger("tk_loader").info("loaders: %s", ", ".join(
             f"{t.name} {t.status.value} ({t.record.ok} ok, {t.record.failed} failed)"
             for t in (run.task(name) for name in names)))

@@ -32,6 +32,7 @@ from syncpoint.errors import (
     SyncpointError,
     UsageError,
 )
+from syncpoint.files import JsonlSink
 from syncpoint.intervals import IntervalSet
 from syncpoint.job import Job
 from syncpoint.model import (
@@ -99,6 +100,7 @@ __all__ = [
     "InvalidName",
     "Job",
     "JobLocked",
+    "JsonlSink",
     "LedgerCounts",
     "LockHolder",
     "MapSummary",

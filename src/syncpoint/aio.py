@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from syncpoint.errors import Stopped, UsageError
 from syncpoint.sources import PendingItems
-from syncpoint.workers import DEFAULT_GRACE, POLL, MapSummary, Outcomes, outcomes_for
+from syncpoint.task import ErrorTypes
+from syncpoint.workers import DEFAULT_GRACE, POLL, MapSummary, Outcomes, end_map, is_unit_failure, outcomes_for
 
 if TYPE_CHECKING:
     from syncpoint.model import RunRecord
@@ -148,9 +149,12 @@ class AsyncRun:
         *,
         concurrency: int = 64,
         grace: float | None = None,
+        errors: ErrorTypes = Exception,
     ) -> MapSummary:
-        """``await fn(unit)`` over ``work`` with ``concurrency`` coroutines; see ``syncpoint.workers``."""
-        return await _amap(self, fn, work, concurrency=concurrency, grace=DEFAULT_GRACE if grace is None else grace)
+        """``await fn(unit)`` over ``work`` with ``concurrency`` coroutines; ``errors`` and the rest as
+        ``Run.map`` (``syncpoint.workers``)."""
+        return await _amap(self, fn, work, concurrency=concurrency, grace=DEFAULT_GRACE if grace is None else grace,
+                           errors=errors)
 
 
 async def _units(kind: Outcomes, work: Iterable[Any]) -> AsyncIterator[Any]:
@@ -164,16 +168,21 @@ async def _units(kind: Outcomes, work: Iterable[Any]) -> AsyncIterator[Any]:
 
 
 async def _amap(
-    arun: AsyncRun, fn: Callable[[Any], Awaitable[object]], work: Iterable[Any], *, concurrency: int, grace: float
+    arun: AsyncRun, fn: Callable[[Any], Awaitable[object]], work: Iterable[Any], *, concurrency: int, grace: float,
+    errors: ErrorTypes,
 ) -> MapSummary:
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise UsageError(f"concurrency must be a positive integer, got {concurrency!r}")
     run = arun.sync
-    kind = outcomes_for(work)
+    kind = outcomes_for(work, errors)
     summary = MapSummary()
     flags = {"stop": False}
     first_error: list[BaseException] = []
     started = time.monotonic()
+
+    def ends(exc: BaseException) -> None:
+        first_error.append(exc)
+        end_map(run, kind, exc)
 
     async def one(unit: Any) -> None:
         try:
@@ -183,6 +192,9 @@ async def _amap(
             flags["stop"] = True
             return
         except Exception as exc:
+            if not is_unit_failure(kind, exc):
+                ends(exc)  # not recorded: a task stays in progress at its cursor
+                return
             result, error = None, exc
         try:
             if kind.commits:  # a task's completion may commit and count in the store: off the loop
@@ -201,7 +213,7 @@ async def _amap(
         except Stopped:
             flags["stop"] = True
         except Exception as exc:
-            first_error.append(exc)
+            ends(exc)
 
     def must_stop() -> bool:
         return flags["stop"] or bool(first_error) or run.stopping
@@ -234,7 +246,7 @@ async def _amap(
             break
         _, in_flight = await asyncio.wait(in_flight, timeout=min(POLL, left))
     summary.elapsed = time.monotonic() - started
-    if first_error and kind.raises:
+    if first_error:
         raise first_error[0]
     if flags["stop"] or run.stopping:
         await arun.checkpoint()

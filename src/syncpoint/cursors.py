@@ -4,6 +4,12 @@ Each helper reads the task's JSON cursor and writes it back through ``Task.set_c
 the run's next group commit. Call ``done(...)`` *after* the page's records are written to the destination:
 a crash before the commit re-does at most the pages since the last commit (the redo window).
 
+The page, token and offset cursors carry extra fields for what else a resume must know in the same commit
+as the position — the length of the file the pages went to (``syncpoint.JsonlSink``), a count, the newest
+ID seen: ``cursor.done(token, extra={"bytes": size})``, and ``cursor.extra`` on resume. They are stored
+beside the cursor's own fields in one flat JSON object, so a cursor written before they existed reads back
+with none.
+
 The watermark is order-aware. Oldest-first iteration resumes at values >= the highest value reached;
 newest-first resumes at values <= the lowest value reached. Either way the filter is inclusive, so the
 records sharing exactly the boundary value come back; the watermark remembers which of those IDs it has
@@ -13,6 +19,7 @@ small even when a million records share one timestamp — and ``skip`` tells the
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -29,21 +36,52 @@ OLDEST_FIRST = "oldest_first"
 WatermarkValue = datetime | date | str | int | float
 
 
-class PageCursor:
-    """Page-number paging: ``page`` is the next page to fetch (``first`` on a fresh task)."""
+class _Positioned:
+    """What the page, token and offset cursors share: their own field, and the caller's extra fields.
 
-    def __init__(self, task: Task, first: int = 1) -> None:
+    The stored cursor is one flat JSON object: ``{"type": "token", "token": "abc", "bytes": 4096}`` — the
+    kind, the cursor's own field, and the extra fields beside them. A cursor written before extra fields
+    existed has none, and one written by hand in that shape (the kind, the field, more keys) reads back with
+    those keys as its extra fields."""
+
+    _kind = ""
+    _field = ""
+
+    def __init__(self, task: Task) -> None:
         self.task = task
         cursor = task.cursor if isinstance(task.cursor, dict) else {}
-        self.page: int = int(cursor.get("page", first)) if cursor.get("type") == "page" else first
+        self._stored: dict[str, Any] = cursor if cursor.get("type") == self._kind else {}
+        #: The extra fields recorded with the cursor (``done(..., extra={...})``): what else a resume needs
+        #: to know, such as the byte length of the file the pages went to. Empty on a fresh task.
+        self.extra: dict[str, Any] = {k: v for k, v in self._stored.items() if k not in ("type", self._field)}
 
-    def done(self, page: int, records: int = 0) -> None:
-        """Page ``page`` is written; continue at ``page + 1``."""
+    def _record(self, value: Any, records: int, extra: Mapping[str, Any] | None) -> None:
+        fields = self.extra if extra is None else dict(extra)
+        clash = sorted({"type", self._field} & set(fields))
+        if clash:
+            raise UsageError(f"a {self._kind} cursor's extra fields cannot be named {', '.join(clash)}: "
+                             "the cursor's own fields")
+        self.task.set_cursor({"type": self._kind, self._field: value, **fields}, pages=1, records=records)
+        self.extra = fields
+
+
+class PageCursor(_Positioned):
+    """Page-number paging: ``page`` is the next page to fetch (``first`` on a fresh task)."""
+
+    _kind = _field = "page"
+
+    def __init__(self, task: Task, first: int = 1) -> None:
+        super().__init__(task)
+        self.page: int = int(self._stored.get("page", first))
+
+    def done(self, page: int, records: int = 0, *, extra: Mapping[str, Any] | None = None) -> None:
+        """Page ``page`` is written; continue at ``page + 1``. ``extra``: fields to record with the cursor
+        (they replace the previous ones; None keeps them), read back as ``extra`` on resume."""
         self.page = page + 1
-        self.task.set_cursor({"type": "page", "page": self.page}, pages=1, records=records)
+        self._record(self.page, records, extra)
 
 
-class TokenCursor:
+class TokenCursor(_Positioned):
     """Opaque next-page tokens (``cursor=…``, ``@odata.nextLink``, ``Link: rel=next`` URLs).
 
     ``token`` is the token of the next page to fetch: None on a fresh task (the first page is asked for
@@ -51,31 +89,36 @@ class TokenCursor:
     ``while not cursor.finished:`` — a run stopped right after the last page's ``done(None)`` (a budget, a
     signal) must not start over from the first page when it resumes."""
 
-    def __init__(self, task: Task) -> None:
-        self.task = task
-        cursor = task.cursor if isinstance(task.cursor, dict) else {}
-        mine = cursor.get("type") == "token"
-        self.token: str | None = cursor.get("token") if mine else None
-        self.finished: bool = mine and self.token is None
+    _kind = _field = "token"
 
-    def done(self, next_token: str | None, records: int = 0) -> None:
-        """The page is written; ``next_token`` (None after the last page) is where to continue."""
+    def __init__(self, task: Task) -> None:
+        super().__init__(task)
+        self.token: str | None = self._stored.get("token")
+        self.finished: bool = bool(self._stored) and self.token is None
+
+    def done(self, next_token: str | None, records: int = 0, *, extra: Mapping[str, Any] | None = None) -> None:
+        """The page is written; ``next_token`` (None after the last page) is where to continue. ``extra``:
+        fields to record with the cursor (they replace the previous ones; None keeps them), read back as
+        ``extra`` on resume."""
         self.token = next_token
         self.finished = next_token is None
-        self.task.set_cursor({"type": "token", "token": next_token}, pages=1, records=records)
+        self._record(next_token, records, extra)
 
 
-class OffsetCursor:
+class OffsetCursor(_Positioned):
     """``offset``/``$skip`` paging: ``offset`` is the number of records already written."""
 
-    def __init__(self, task: Task) -> None:
-        self.task = task
-        cursor = task.cursor if isinstance(task.cursor, dict) else {}
-        self.offset: int = int(cursor.get("offset", 0)) if cursor.get("type") == "offset" else 0
+    _kind = _field = "offset"
 
-    def done(self, records: int) -> None:
+    def __init__(self, task: Task) -> None:
+        super().__init__(task)
+        self.offset: int = int(self._stored.get("offset", 0))
+
+    def done(self, records: int, *, extra: Mapping[str, Any] | None = None) -> None:
+        """``records`` more are written; continue after them. ``extra``: fields to record with the cursor (they
+        replace the previous ones; None keeps them), read back as ``extra`` on resume."""
         self.offset += records
-        self.task.set_cursor({"type": "offset", "offset": self.offset}, pages=1, records=records)
+        self._record(self.offset, records, extra)
 
 
 class Watermark:

@@ -47,7 +47,7 @@ from syncpoint.resume import choose_run
 from syncpoint.signals import SignalWatch, exit_code_for
 from syncpoint.state import JobState
 from syncpoint.stores.base import ChangeSet, JobLock, Store
-from syncpoint.task import Task
+from syncpoint.task import ErrorTypes, Task
 
 if TYPE_CHECKING:
     from syncpoint.job import Job
@@ -303,7 +303,8 @@ class Run:
 
     # -- concurrency ---------------------------------------------------------------------------------
     def map(
-        self, fn: Callable[[Any], object], work: Iterable[Any], *, concurrency: int = 8, grace: float | None = None
+        self, fn: Callable[[Any], object], work: Iterable[Any], *, concurrency: int = 8, grace: float | None = None,
+        errors: ErrorTypes = Exception,
     ) -> MapSummary:
         """Run ``fn`` over ``work`` with ``concurrency`` threads, recording each outcome as it finishes.
 
@@ -311,10 +312,15 @@ class Run:
         (each task completed or failed, like ``task.isolated()``), ``task.slices(...)`` (each slice recorded
         in the task's interval set), or any iterable (``fn`` records what it wants; the first exception stops
         the map and is raised). See ``syncpoint.workers``.
+
+        ``errors`` (for the first three): the exceptions from ``fn`` that fail its unit, as ``task.isolated``'s
+        do; every ``Exception`` by default. Any other ends the map: the run is asked to stop (the other
+        workers stop at their next safe point), the unit is not recorded (a task stays in progress at its
+        cursor), and the exception is raised.
         """
         from syncpoint.workers import run_map
 
-        return run_map(self, fn, work, concurrency=concurrency, grace=grace)
+        return run_map(self, fn, work, concurrency=concurrency, grace=grace, errors=errors)
 
     # -- safe points and commits ---------------------------------------------------------------------
     def checkpoint(self) -> None:

@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+ErrorTypes = type[Exception] | tuple[type[Exception], ...]
+"""The exceptions a task (``Task.isolated``) or a map (``Run.map``) takes as a unit's own failure."""
+
 
 class TaskHost(Protocol):
     """What a task needs from its run (``syncpoint.run.Run`` provides it)."""
@@ -194,12 +197,19 @@ class Task:
         # Stopped, KeyboardInterrupt, SystemExit: the task stays in progress and resumes later.
 
     @contextmanager
-    def isolated(self) -> Iterator[Task]:
-        """Like ``with task:``, but an exception only fails this task and the run goes on."""
+    def isolated(self, errors: ErrorTypes = Exception) -> Iterator[Task]:
+        """Like ``with task:``, but an exception of ``errors`` only fails this task and the run goes on.
+
+        ``errors`` — an exception type or a tuple of them; every ``Exception`` by default — are the errors
+        that are this task's own. Any other exception is raised, leaving the task in progress at its cursor
+        (a resume continues it). Narrow it when some errors must end the run: with ``errors=HttpError`` a
+        user whose token was revoked fails alone, while a full disk or a failed commit stops the run instead
+        of failing every task in turn. (After a failed commit in a bound transaction every error is raised.)
+        """
         self.start()
         try:
             yield self
-        except Exception as exc:
+        except errors as exc:
             if self.run.tainted:
                 raise  # a bound transaction was rolled back: the run cannot go on, whatever the task
             self.fail(exc)

@@ -14,7 +14,11 @@ flight may finish and be recorded within ``grace`` seconds (default ``DEFAULT_GR
 then is abandoned — its outcome is never recorded, so it is redone on resume — and the run commits and stops
 (``Stopped``: exit 130/143, or 2 for a budget). Under an item budget no more items are handed out than the
 budget has room for. An exception in ``fn`` fails its item, slice or task (retryable unless declared
-permanent, ``syncpoint.failures``), never the process. Workers are daemon threads, so an abandoned one cannot
+permanent, ``syncpoint.failures``), never the process — every ``Exception``, or those of ``errors=``. Any
+other exception, or one met while handing out or recording the work (a store that cannot be read), ends the
+map: the run is asked to stop, so nothing more is handed out and the other workers stop at their next safe
+point; the unit is not recorded (a task stays in progress at its cursor, redone on resume); and the
+exception is raised once the workers have stopped. Workers are daemon threads, so an abandoned one cannot
 hold the process open.
 """
 
@@ -27,9 +31,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from syncpoint.errors import Stopped, UsageError
+from syncpoint.errors import EXIT_FAILED, Stopped, UsageError
+from syncpoint.failures import describe
 from syncpoint.sources import PendingItems, Slices
-from syncpoint.task import Task
+from syncpoint.task import ErrorTypes, Task
 
 if TYPE_CHECKING:
     from syncpoint.run import Run
@@ -57,6 +62,7 @@ class Outcomes(Protocol):
     counts_items: bool  # each unit records one item: hand out no more than the item budget has room for
     commits: bool  # recording may commit and read the store (a task's completion): off the event loop
     raises: bool  # fn records its own outcomes; the first exception stops the map and is raised
+    errors: ErrorTypes  # the exceptions from fn recorded as the unit's failure; any other ends the map
 
     def units(self) -> Iterator[Any]: ...
 
@@ -71,9 +77,10 @@ class _Recorded:
     commits = False
     raises = False
 
-    def __init__(self, source: PendingItems[Any] | Slices) -> None:
+    def __init__(self, source: PendingItems[Any] | Slices, errors: ErrorTypes) -> None:
         self.source = source
         self.counts_items = isinstance(source, PendingItems)
+        self.errors = errors
 
     def units(self) -> Iterator[Any]:
         return iter(self.source)
@@ -92,8 +99,9 @@ class _Tasks:
     commits = True
     raises = False
 
-    def __init__(self, tasks: Iterable[Task]) -> None:
+    def __init__(self, tasks: Iterable[Task], errors: ErrorTypes) -> None:
         self.tasks = tasks
+        self.errors = errors
 
     def units(self) -> Iterator[Any]:
         for task in self.tasks:
@@ -114,6 +122,7 @@ class _Plain:
     counts_items = False
     commits = False
     raises = True
+    errors: ErrorTypes = ()
 
     def __init__(self, items: Iterable[Any]) -> None:
         self.items = items
@@ -128,12 +137,25 @@ class _Plain:
         raise error
 
 
-def outcomes_for(work: Iterable[Any]) -> Outcomes:
+def outcomes_for(work: Iterable[Any], errors: ErrorTypes = Exception) -> Outcomes:
     if isinstance(work, (PendingItems, Slices)):
-        return _Recorded(work)
+        return _Recorded(work, errors)
     if isinstance(work, (list, tuple)) and work and all(isinstance(t, Task) for t in work):
-        return _Tasks(work)
+        return _Tasks(work, errors)
     return _Plain(work)
+
+
+def is_unit_failure(kind: Outcomes, error: Exception) -> bool:
+    """Is ``error`` from ``fn`` the unit's own failure, to record? (Else it ends the map.)"""
+    return kind.raises or isinstance(error, kind.errors)
+
+
+def end_map(run: Run, kind: Outcomes, error: BaseException) -> None:
+    """An error that ends the map (not a unit's own, or met handing out or recording the work): the run is
+    asked to stop, so the workers still running stop at their next safe point instead of finishing their unit.
+    Work whose ``fn`` records its own outcomes keeps ``Executor.map``'s rule: what runs finishes."""
+    if not kind.raises:
+        run.pacer.request_stop(f"stopped by an error: {describe(error)}", EXIT_FAILED)
 
 
 class _Pool:
@@ -154,12 +176,13 @@ class _Pool:
 
 
 def run_map(
-    run: Run, fn: Callable[[Any], object], work: Iterable[Any], *, concurrency: int = 8, grace: float | None = None
+    run: Run, fn: Callable[[Any], object], work: Iterable[Any], *, concurrency: int = 8, grace: float | None = None,
+    errors: ErrorTypes = Exception,
 ) -> MapSummary:
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise UsageError(f"concurrency must be a positive integer, got {concurrency!r}")
     grace = DEFAULT_GRACE if grace is None else grace
-    kind = outcomes_for(work)
+    kind = outcomes_for(work, errors)
     pool = _Pool(kind.units(), concurrency)
     summary = MapSummary()
     started = time.monotonic()
@@ -169,7 +192,7 @@ def run_map(
         ).start()
     _wait(run, pool, grace, summary)
     summary.elapsed = time.monotonic() - started
-    if pool.first_error is not None and kind.raises:
+    if pool.first_error is not None:
         raise pool.first_error
     if pool.stop_seen or run.stopping:
         run.checkpoint()  # commits and raises Stopped (a signal, or a budget now used up)
@@ -219,8 +242,7 @@ def _take(run: Run, kind: Outcomes, pool: _Pool) -> tuple[bool, Any]:
     except StopIteration:
         pass
     except BaseException as exc:  # the work itself failed (a lookup in the store): stop and raise it
-        with pool.cond:
-            pool.first_error = pool.first_error or exc
+        _ends(run, kind, pool, exc)
     with pool.cond:
         pool.exhausted = True
         pool.in_flight -= 1
@@ -256,6 +278,9 @@ def _one(run: Run, fn: Callable[[Any], object], kind: Outcomes, pool: _Pool, sum
         _saw_stop(pool)
         return  # fn stopped at a safe point (run.checkpoint, a wait cut short): redone on resume
     except Exception as exc:
+        if not is_unit_failure(kind, exc):
+            _ends(run, kind, pool, exc)  # not recorded: a task stays in progress at its cursor
+            return
         error = exc
     with pool.cond:
         if pool.abandoned:
@@ -274,14 +299,21 @@ def _one(run: Run, fn: Callable[[Any], object], kind: Outcomes, pool: _Pool, sum
     except Stopped:
         _saw_stop(pool)
     except Exception as exc:
-        with pool.cond:
-            if pool.first_error is None:
-                pool.first_error = exc
+        _ends(run, kind, pool, exc)
     finally:
         with pool.cond:
             pool.recording -= 1
             if pool.abandoned:  # the waiter is waiting for the outcomes being recorded to land
                 pool.cond.notify_all()
+
+
+def _ends(run: Run, kind: Outcomes, pool: _Pool, error: BaseException) -> None:
+    """The first error that ends the map is the one raised; the run is asked to stop (``end_map``)."""
+    with pool.cond:
+        if pool.first_error is None:
+            pool.first_error = error
+        pool.cond.notify_all()
+    end_map(run, kind, error)
 
 
 def _saw_stop(pool: _Pool) -> None:

@@ -210,3 +210,72 @@ def test_an_oldest_first_watermark_keeps_its_start_an_explicit_start_wins_and_th
         assert not mark.skip("1", BASE + timedelta(days=1))  # behind the value: the filter keeps it out
         with pytest.raises(syncpoint.UsageError, match="checkpointed with order 'oldest_first'"):
             again.task("events").watermark(syncpoint.NEWEST_FIRST)
+
+
+# -- extra fields -------------------------------------------------------------------------------------------
+
+
+def test_extra_fields_commit_with_the_position_and_come_back_on_resume(url: str) -> None:
+    """What else a resume must know (a file's length, a count) is committed in the same checkpoint as the
+    position, for page, token and offset cursors alike; ``done`` without ``extra`` keeps the last ones."""
+    job = syncpoint.Job("extras", store=url, save_policy=NO_SAVE_POLICY)
+    newest = "18446744073709551615"  # beyond 2**53: kept as a string
+    with job.run() as run:
+        run.task("tokens").token_cursor().done("tok-1", records=1, extra={"bytes": 4096, "newest": newest})
+        run.task("pages").page_cursor().done(1, extra={"seen": ["a", "b"]})
+        offsets = run.task("offsets").offset_cursor()
+        offsets.done(10, extra={"file": "part-1"})
+        offsets.done(10)  # no extra given: the last ones stay
+        raise KeyboardInterrupt  # Ctrl+C: the run ends interrupted, committed
+    assert run.exit_code == 130
+    stored = {t.name: t.cursor for t in job.store.get_tasks(run.run_id)}
+    assert stored == {
+        "tokens": {"type": "token", "token": "tok-1", "bytes": 4096, "newest": newest},
+        "pages": {"type": "page", "page": 2, "seen": ["a", "b"]},
+        "offsets": {"type": "offset", "offset": 20, "file": "part-1"},
+    }
+    with job.run(resume=True) as again:
+        tokens = again.task("tokens").token_cursor()
+        assert (tokens.token, tokens.extra) == ("tok-1", {"bytes": 4096, "newest": newest})
+        assert again.task("pages").page_cursor().extra == {"seen": ["a", "b"]}
+        assert again.task("offsets").offset_cursor().extra == {"file": "part-1"}
+        tokens.done(None, extra={"bytes": 8192})  # replaces the extra fields
+        assert tokens.finished and tokens.extra == {"bytes": 8192}
+        assert again.task("tokens").token_cursor().extra == {"bytes": 8192}
+        with pytest.raises(syncpoint.UsageError, match="cannot be named token, type"):
+            tokens.done("x", extra={"token": "y", "type": "z"})
+        pages = again.task("pages").page_cursor()
+        with pytest.raises(syncpoint.UsageError, match="JSON-serialisable"):
+            pages.done(2, extra={"when": datetime(2024, 1, 1)})
+        assert pages.extra == {"seen": ["a", "b"]}  # refused: the last ones stay
+
+
+def test_a_checkpoint_written_before_extra_fields_existed_resumes_as_before(url: str) -> None:
+    """The stored JSON did not change: cursors that 0.1.0 wrote (``{"type": "token", "token": …}`` and the
+    like) resume at their position with no extra fields, and the bookmarks crawler's hand-written token
+    cursor with its own keys beside the token reads back with those keys as extra fields."""
+    written_by_0_1 = {
+        "tokens": {"type": "token", "token": "tok-003"},
+        "finished": {"type": "token", "token": None},
+        "pages": {"type": "page", "page": 4},
+        "offsets": {"type": "offset", "offset": 40},
+        "alice": {"type": "token", "token": "c-2", "newest": "1000000000000000001", "new": 200, "bytes": None},
+    }
+    job = syncpoint.Job("old", store=url)
+    with job.run() as run:
+        for name, cursor in written_by_0_1.items():
+            run.task(name).set_cursor(cursor)
+        raise KeyboardInterrupt
+    with job.run(resume=True) as again:
+        tokens = again.task("tokens").token_cursor()
+        assert (tokens.token, tokens.finished, tokens.extra) == ("tok-003", False, {})
+        assert again.task("finished").token_cursor().finished
+        assert (again.task("pages").page_cursor().page, again.task("pages").page_cursor().extra) == (4, {})
+        assert (again.task("offsets").offset_cursor().offset, again.task("offsets").offset_cursor().extra) == (40, {})
+        alice = again.task("alice").token_cursor()
+        assert alice.token == "c-2"
+        assert alice.extra == {"newest": "1000000000000000001", "new": 200, "bytes": None}
+        alice.done(None, records=5, extra={**alice.extra, "new": 205})
+    stored = {t.name: t.cursor for t in job.store.get_tasks(again.run_id)}
+    assert stored["alice"] == {"type": "token", "token": None, "newest": "1000000000000000001", "new": 205,
+                               "bytes": None}

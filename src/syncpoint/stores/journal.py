@@ -44,6 +44,7 @@ from typing import Any, BinaryIO, TypeVar
 
 from syncpoint import codec
 from syncpoint.errors import CorruptState, SchemaTooNew, StoreError, StoreUnavailable
+from syncpoint.files import fsync_dir
 from syncpoint.stores.base import ItemOutcome
 
 FORMAT = 1
@@ -84,29 +85,7 @@ def os_error(exc: OSError, path: object, doing: str = "write") -> StoreError:
     return StoreError(f"cannot {doing} {path}: {reason}")
 
 
-# -- atomic file operations --------------------------------------------------------------------------
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def ensure_dir(path: Path) -> None:
-    """Create ``path`` and missing parents, fsyncing each new entry's parent so the new name is durable."""
-    if path.is_dir():
-        return
-    ensure_dir(path.parent)
-    try:
-        os.mkdir(path, 0o755)
-    except FileExistsError:
-        if not path.is_dir():
-            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path)) from None
-        return
-    fsync_dir(path.parent)
-
-
+# -- atomic file operations (directory fsyncs: ``syncpoint.files``) -----------------------------------
 def write_temp(path: Path, data: bytes) -> Path:
     """Write ``data`` to a fresh temp file beside ``path`` and fsync it; the caller renames it."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(3)}.tmp")

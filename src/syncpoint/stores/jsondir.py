@@ -69,7 +69,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from syncpoint import codec
+from syncpoint import codec, files
 from syncpoint.errors import CorruptState, LockHolder, SchemaTooNew, StoreError, StoreUnavailable, UsageError
 from syncpoint.model import (
     FailedItem,
@@ -217,7 +217,7 @@ class _UnitPlan:
         self.rel = self.unit.path.relative_to(store.directory)
         self.base = None if fresh else store._unit_meta(self.unit, run_id, task)
         if self.base is not None and self.base.journal_entries >= store.journal_limit:
-            journal.fsync_dir(store.directory)  # the last pending.json is gone for good (step 4)
+            files.fsync_dir(store.directory)  # the last pending.json is gone for good (step 4)
             self.base = self.unit.compact(self.base)
         self.meta = self.base or Meta(run_id, task, _KIND_NAMES[kind]).fresh()
         self.offset = self.meta.journal_bytes
@@ -462,13 +462,13 @@ class _Execution:
         for op in self.ops:
             if op["op"] == "append":
                 path = self.path(op)
-                journal.ensure_dir(path.parent)
+                files.ensure_dir(path.parent)
                 data = "".join(line + "\n" for line in op["lines"]).encode("utf-8")
                 if journal.append_at(path, op["offset"], data):
                     self.dirs.add(path.parent)
             elif op["op"] == "write":
                 path = self.path(op)
-                journal.ensure_dir(path.parent)
+                files.ensure_dir(path.parent)
                 self.temps.append((journal.write_temp(path, journal.pretty(op["doc"])), path))
         temps = iter(self.temps)
         for op in self.ops:
@@ -483,7 +483,7 @@ class _Execution:
         for directory in sorted(self.dirs):
             if directory.is_dir():
                 self.current = directory
-                journal.fsync_dir(directory)
+                files.fsync_dir(directory)
 
     def discard_temps(self) -> None:
         for tmp, _ in self.temps:
@@ -611,7 +611,7 @@ class JsonDirStore(Store):
         try:
             execution.run()
             journal.remove(self._pending)
-            journal.fsync_dir(self.directory)
+            files.fsync_dir(self.directory)
         except OSError as exc:
             execution.discard_temps()
             raise StoreError(
@@ -664,7 +664,7 @@ class JsonDirStore(Store):
             if not execution.visible:
                 with contextlib.suppress(OSError):
                     journal.remove(self._pending)
-                    journal.fsync_dir(self.directory)
+                    files.fsync_dir(self.directory)
             if not isinstance(exc, OSError):
                 raise
             error = os_error(exc, execution.current)
