@@ -495,14 +495,9 @@ def make_fleet(job_name: str, store: str, config: dict[str, Any], *, stall_timeo
     """The job's ``Fleet``: procrastinate's queue and syncpoint's leases in the store's database."""
     try:
         from syncpoint.distributed import Fleet
-    except ImportError as exc:
-        raise syncpoint.UsageError(f"many workers need: pip install 'syncpoint[procrastinate]' ({exc})") from None
-    job = syncpoint.Job(job_name, config, store=store)
-    try:
-        return Fleet(job, stall_timeout=stall_timeout, max_attempts=max_attempts or 3)
-    except BaseException:
-        job.close()
-        raise
+    except ModuleNotFoundError as exc:  # names the extra: pip install 'syncpoint[procrastinate]'
+        raise syncpoint.UsageError(str(exc)) from None
+    return Fleet.open(job_name, config, store=store, stall_timeout=stall_timeout, max_attempts=max_attempts or 3)
 
 
 def fan_out(settings: Settings, options: syncpoint.RunOptions) -> int:

@@ -113,6 +113,32 @@ class Fleet:
         self._holder = Holder(host, os.getpid(), f"{host}:{os.getpid()}", self.stall_timeout)
         self.app.task(name=self.task_name, queue=self.queue, pass_context=True)(self._handle)
 
+    @classmethod
+    def open(
+        cls,
+        name: str,
+        config: dict[str, Any] | None = None,
+        *,
+        store: str,
+        queue: str | None = None,
+        stall_timeout: float = DEFAULT_STALL_TIMEOUT,
+        max_attempts: int = 3,
+        retry_wait: float = 5.0,
+        **job_options: Any,
+    ) -> Fleet:
+        """A fleet on a job it opens itself (``Job(name, config, store=store, **job_options)``); the job's store
+        is closed again when the fleet cannot be made (a store that is not PostgreSQL, a bad setting)."""
+        if not store.startswith(("postgresql://", "postgres://")):  # refused before a store is made anywhere
+            raise UsageError(f"job {name!r}: many workers on one run need the PostgreSQL store "
+                             "(postgresql://HOST/DB?schema=NAME)")
+        job = Job(name, config, store=store, **job_options)
+        try:
+            return cls(job, queue=queue, stall_timeout=stall_timeout, max_attempts=max_attempts,
+                       retry_wait=retry_wait)
+        except BaseException:
+            job.close()
+            raise
+
     # -- the task function ----------------------------------------------------------------------------
     def task(self, fn: F) -> F:
         """Register the function that works on one task: ``fn(run, task)``; returns it unchanged."""
