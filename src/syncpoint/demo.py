@@ -185,7 +185,7 @@ def sync_endpoint(
         log.info("%s: resuming from checkpoint: %s (aktualisiert <= %s)%s", endpoint, value[:10], value, override)
     limit = run.params.get("limit")
     before = task.record.records
-    for page in paginate_cursor(client, f"/{endpoint}", query):
+    for page in paginate_cursor(client, f"/{endpoint}", query, items=_documents, next_cursor=_cursor):
         run.checkpoint()  # a stop asked for while the page was on its way: do not write it
         fresh = _fresh_documents(task, mark, page.items, result)
         if isinstance(limit, int):
@@ -263,6 +263,20 @@ def _identify(doc: Any) -> tuple[str, datetime]:
         return str(doc_id), parse_datetime(aktualisiert, what="aktualisiert")
     except SyncpointError as exc:
         raise ValueError(f"document {doc_id}: {exc}") from None
+
+
+def _documents(data: Any) -> list[Any]:
+    """A DIP page's documents: ``{"numFound", "cursor", "documents": [...]}``."""
+    documents = data["documents"]
+    if not isinstance(documents, list):
+        raise TypeError("'documents' is not an array")
+    return documents
+
+
+def _cursor(data: Any) -> str | None:
+    """A DIP page's next cursor (the same one again after the last page)."""
+    cursor = data.get("cursor")
+    return cursor if isinstance(cursor, str) else None
 
 
 def _num_found(data: Any) -> int:
