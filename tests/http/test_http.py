@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from dip_server import DipServer
+from github_server import GitHubServer
 
 from syncpoint.errors import EXIT_FAILED, SyncpointError
 from syncpoint.http import (
@@ -27,8 +29,7 @@ from syncpoint.http import (
     paginate_page_number,
     redact_url,
 )
-from syncpoint.testing.dip_server import DipServer, FaultPlan, LocalServer, Reply, Request
-from syncpoint.testing.github_server import GitHubServer
+from syncpoint.testing.server import FaultPlan, LocalServer, Reply, Request
 
 DIP_KEY = "dip-test-key"
 GH_TOKEN = "ghp-test-token"
