@@ -67,7 +67,8 @@ SHOWN = [block for blocks, _ in SCANS.values() for block in blocks]
 
 def test_every_marker_is_well_formed_and_in_use() -> None:
     assert [problem for _, problems in SCANS.values() for problem in problems] == []
-    assert {block.path for block in SHOWN} >= {"src/syncpoint/demo/sync.py"}
+    assert {block.path for block in SHOWN} >= {"src/syncpoint/demo/sync.py", "tests/testing/orders_sync.py",
+                                               "tests/testing/test_user_example.py"}
 
 
 @pytest.mark.parametrize("block", SHOWN, ids=lambda b: b.id)

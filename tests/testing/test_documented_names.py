@@ -13,7 +13,7 @@ import pytest
 API = Path(__file__).resolve().parents[2] / "docs" / "API.md"
 
 
-@pytest.mark.parametrize("module", ["syncpoint.testing.server"])
+@pytest.mark.parametrize("module", ["syncpoint.testing.server", "syncpoint.testing.crashloop"])
 def test_the_public_modules_bullet_lists_exactly_the_modules_names(module: str) -> None:
     text = API.read_text(encoding="utf-8").split("## Public modules", 1)[1]
     bullet = re.search(rf"^- `{re.escape(module)}` — (.*?)(?=^- |\Z)", text, re.M | re.S)
