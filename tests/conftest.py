@@ -1,14 +1,21 @@
-"""Makes ``tests/`` importable so test modules can ``import helpers``, and defines ``--run-soak``.
+"""Makes ``tests/`` importable so test modules can ``import helpers``, puts the example programs' stand-in
+servers (``examples/servers/``: ``from dip_server import DipServer``) on the path, and defines ``--run-soak``.
 
-The option lives here, in the root conftest, because pytest reads ``pytest_addoption`` only from conftests it
-loads before collection; ``make soak`` and ``make test`` both start from ``tests/``.
+The stand-ins are not part of the package: they belong to the examples, and the tests of the examples (and
+of ``syncpoint.http``'s paging) use them too. The option lives here, in the root conftest, because pytest
+reads ``pytest_addoption`` only from conftests it loads before collection; ``make soak`` and ``make test``
+both start from ``tests/``.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "servers"))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -538,14 +538,18 @@ def paginate_page_number(
     raise _too_many_pages(path, max_pages)
 
 
-def _cursor_of(data: Any) -> str | None:
-    cursor = data.get("cursor") if isinstance(data, dict) else None
-    return cursor if isinstance(cursor, str) else None
-
-
-def _documents_of(data: Any) -> list[Any]:
-    documents = data.get("documents") if isinstance(data, dict) else None
-    return documents if isinstance(documents, list) else []
+def _next_token(extract: Callable[[Any], str | None], data: Any, response: httpx.Response) -> str | None:
+    """Run the caller's token reader; a response of the wrong shape is a permanent error, not a crash."""
+    try:
+        token = extract(data)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise PermanentHttpError(
+            response.request.method, response.request.url, "unexpected response shape", detail=str(exc)
+        ) from exc
+    if token is not None and not isinstance(token, str):
+        raise PermanentHttpError(response.request.method, response.request.url, "unexpected response shape",
+                                 detail=f"next-page token must be a string, got {type(token).__name__}")
+    return token
 
 
 def paginate_cursor(
@@ -553,17 +557,20 @@ def paginate_cursor(
     path: str,
     params: Mapping[str, Any] | None = None,
     *,
+    items: ItemsOf,
+    next_cursor: Callable[[Any], str | None],
     resume: str | None = None,
     cursor_param: str = "cursor",
-    next_cursor: Callable[[Any], str | None] = _cursor_of,
-    items: ItemsOf = _documents_of,
     max_pages: int = MAX_PAGES,
 ) -> Iterator[Page[str]]:
-    """Opaque next-page tokens; the defaults read DIP's ``{"cursor", "documents"}``.
+    """Opaque next-page tokens: ``items`` reads a page's items from the decoded body and ``next_cursor`` its
+    next token, which goes back as ``?{cursor_param}=…`` (e.g. ``items=lambda d: d["data"],
+    next_cursor=lambda d: d.get("next_cursor")``). A body without them is a ``PermanentHttpError``.
 
-    The end is a token equal to the one sent, no token, or no items: DIP answers the last page's cursor
-    with the same cursor and nothing else, and never says "last page" up front. A token that did not move
-    cannot have moved past new items either, so items that come with it are a repeat and are not yielded.
+    The end is no token, no items, or a token equal to the one sent: some APIs answer the last page's
+    cursor with the same cursor and nothing else, and never say "last page" up front. A token that did
+    not move cannot have moved past new items either, so items that come with it are a repeat and are not
+    yielded.
     """
     cursor = resume
     for _ in range(max_pages):
@@ -573,7 +580,7 @@ def paginate_cursor(
         response = client.get(path, query)
         data = json_body(response)
         got = _items(items, data, response)
-        new = next_cursor(data)
+        new = _next_token(next_cursor, data, response)
         if cursor is not None and new == cursor:
             return
         done = new is None or not got

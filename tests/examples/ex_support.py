@@ -17,9 +17,10 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from dip_server import DipServer
+from github_server import GitHubServer
 
-from syncpoint.testing.dip_server import DipServer, Reply, Request
-from syncpoint.testing.github_server import GitHubServer
+from syncpoint.testing.server import Reply, Request
 
 ROOT = Path(__file__).resolve().parents[2]
 DIP_SYNC = ROOT / "examples" / "dip_sync.py"

@@ -22,14 +22,14 @@ from typing import Any
 
 import psycopg
 import pytest
+from bookmarks_server import BookmarksServer
 from ex_support import ROOT, PageWatch, load_example, python, run_program
 from helpers import PG_URL, drop_pg_schema, require_pg, with_query
 from psycopg import sql
 
 import syncpoint
 from syncpoint.model import RunStatus, TaskStatus
-from syncpoint.testing.bookmarks_server import BookmarksServer
-from syncpoint.testing.dip_server import FaultPlan, Reply, Request
+from syncpoint.testing.server import FaultPlan, Reply, Request
 
 pytestmark = pytest.mark.postgres
 

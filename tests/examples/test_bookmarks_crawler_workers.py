@@ -22,14 +22,14 @@ from typing import Any
 
 import psycopg
 import pytest
+from bookmarks_server import BookmarksServer
 from ex_support import ROOT, Program, first_to_log, python
 from helpers import PG_URL, drop_pg_schema, require_pg, with_query
 from psycopg import sql
 
 import syncpoint
 from syncpoint.distributed.fleet import default_queue
-from syncpoint.testing.bookmarks_server import BookmarksServer
-from syncpoint.testing.dip_server import FaultPlan
+from syncpoint.testing.server import FaultPlan
 
 pytestmark = pytest.mark.postgres
 

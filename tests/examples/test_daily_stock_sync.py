@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from ex_support import ROOT, PageWatch, python, run_program
 from helpers import drop_pg_schema, require_pg, with_query
+from prices_server import PricesServer
 
 import syncpoint
 from syncpoint.model import RunStatus
-from syncpoint.testing.dip_server import FaultPlan, Reply, Request
-from syncpoint.testing.prices_server import PricesServer
+from syncpoint.testing.server import FaultPlan, Reply, Request
 
 DAILY = ROOT / "examples" / "daily_stock_sync.py"
 DAY = "2026-11-23"

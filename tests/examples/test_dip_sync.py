@@ -8,6 +8,7 @@ import math
 import random
 import re
 import signal
+import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -29,12 +30,13 @@ from ex_support import (
 )
 
 import syncpoint
-from syncpoint.demo import ENTITIES, SyncResult, dip_client, remember_filters, sync_endpoint
 from syncpoint.http import HttpClient, RetryPolicy
 from syncpoint.model import RunStatus
-from syncpoint.testing.dip_server import FaultPlan, Reply, Request
+from syncpoint.testing.server import FaultPlan, Reply, Request
 
 dip_sync = load_example(DIP_SYNC)
+ENTITIES, SyncResult, SqliteDestination = dip_sync.ENTITIES, dip_sync.SyncResult, dip_sync.SqliteDestination
+dip_client, remember_filters, sync_endpoint = dip_sync.dip_client, dip_sync.remember_filters, dip_sync.sync_endpoint
 RESUMABLE = [s for s in RunStatus if s.resumable]
 
 
@@ -346,3 +348,29 @@ def test_sync_all_ctrl_c_with_four_jobs_in_flight_exits_130_and_resume_all_compl
         runs = member_runs(store)
         assert all(r.status is RunStatus.COMPLETED for r in runs) and len(runs) == len(ENTITIES)
         assert {r.job for r in runs if r.attempts == 2} == {r.job for r in interrupted}  # resumed, not restarted
+
+
+def test_the_sqlite_destination_takes_writes_from_several_threads(tmp_path: Path) -> None:
+    """One SqliteDestination shared by 8 writer threads (and one per thread on the same file): every row."""
+    shared = SqliteDestination(tmp_path / "dip.db")
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        own = SqliteDestination(tmp_path / "dip.db")
+        try:
+            for page in range(10):
+                docs = [{"id": f"{n}-{page}-{i}", "aktualisiert": "2024-01-01T00:00:00+01:00"} for i in range(20)]
+                (shared if page % 2 else own).write(f"endpoint-{n % 3}", docs)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            own.close()
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert sum(shared.count(f"endpoint-{k}") for k in range(3)) == 8 * 10 * 20
+    shared.close()

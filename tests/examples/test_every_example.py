@@ -18,15 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from bookmarks_server import BookmarksServer
+from dip_server import DipServer
 from ex_support import DIP_KEY, DIP_SYNC, GH_TOKEN, GH_YEAR_END, ROOT, Program, python
+from github_server import GitHubServer
+from odata_server import ODataServer
+from prices_server import PricesServer
 
 import syncpoint
 from syncpoint.model import RunStatus
-from syncpoint.testing.bookmarks_server import BookmarksServer
-from syncpoint.testing.dip_server import DipServer, FaultPlan, LocalServer
-from syncpoint.testing.github_server import GitHubServer
-from syncpoint.testing.odata_server import ODataServer
-from syncpoint.testing.prices_server import PricesServer
+from syncpoint.testing.server import FaultPlan, LocalServer
 
 EXAMPLES = ROOT / "examples"
 WAIT = "60"  # seconds the server asks for: far longer than the test allows the program to take

@@ -26,7 +26,7 @@ from ex_support import (
 import syncpoint
 from syncpoint.http import HttpClient, RetryPolicy
 from syncpoint.model import RunStatus, TaskStatus
-from syncpoint.testing.dip_server import FaultPlan
+from syncpoint.testing.server import FaultPlan
 
 gh = load_example(GH_YEAR_END)
 SIZES = [35, 0, 120, 57, 8, 90]  # items per repo; about 45% of them are pulls

@@ -24,12 +24,12 @@ from typing import Any
 import psycopg
 import pytest
 from ex_support import GH_TOKEN, GH_YEAR_END, PageWatch, Program, first_to_log, load_example, python
+from github_server import GitHubServer
 from helpers import PG_URL, drop_pg_schema, require_pg, with_query
 from psycopg import sql
 
 from syncpoint.distributed.fleet import default_queue
-from syncpoint.testing.dip_server import FaultPlan, Reply, Request
-from syncpoint.testing.github_server import GitHubServer
+from syncpoint.testing.server import FaultPlan, Reply, Request
 
 pytestmark = pytest.mark.postgres
 

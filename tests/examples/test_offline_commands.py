@@ -1,5 +1,5 @@
 """The commands docs/EXAMPLES.md gives for trying each example offline: start its stand-in with its faults
-from the command line (``python -m syncpoint.testing.…``), run the example against it, change the stand-in
+from the command line (``python examples/servers/….py``), run the example against it, change the stand-in
 by hand (``POST /_control/…``). Everything here is a real subprocess, started as the docs say."""
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ EXAMPLES = ROOT / "examples"
 
 @contextmanager
 def stand_in(module: str, *flags: str) -> Iterator[str]:
-    """``python -m syncpoint.testing.<module> --port 0 …`` running; yields the URL it prints."""
-    server = Program([sys.executable, "-m", f"syncpoint.testing.{module}", "--port", "0", *flags])
+    """``python examples/servers/<module>.py --port 0 …`` running; yields the URL it prints."""
+    server = Program([sys.executable, str(EXAMPLES / "servers" / f"{module}.py"), "--port", "0", *flags])
     try:
         server.wait_for("serving on ", stream="stdout")
         found = re.search(r"serving on (\S+)", server.stdout)

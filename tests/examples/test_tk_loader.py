@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 from ex_support import ROOT, PageWatch, kill_until_done, python, run_program
+from odata_server import ODataServer
 
-from syncpoint.testing.dip_server import FaultPlan, Reply, Request
-from syncpoint.testing.odata_server import ODataServer
+from syncpoint.testing.server import FaultPlan, Reply, Request
 
 TK_LOADER = ROOT / "examples" / "tk_loader.py"
 TABLES = {"Zaak": "zaak", "Document": "document", "Vergadering": "vergadering", "Agendapunt": "agendapunt",

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from dip_server import DipServer
+from github_server import GitHubServer
 
 from syncpoint.errors import EXIT_FAILED, SyncpointError
 from syncpoint.http import (
@@ -27,8 +29,7 @@ from syncpoint.http import (
     paginate_page_number,
     redact_url,
 )
-from syncpoint.testing.dip_server import DipServer, FaultPlan, LocalServer, Reply, Request
-from syncpoint.testing.github_server import GitHubServer
+from syncpoint.testing.server import FaultPlan, LocalServer, Reply, Request
 
 DIP_KEY = "dip-test-key"
 GH_TOKEN = "ghp-test-token"
@@ -75,6 +76,10 @@ def make_client(url: str, fake: FakeTime, headers: dict[str, str] | None = None,
         clock=fake.time,
         now=fake.time,
     )
+
+
+DIP_PAGE: dict[str, Any] = {"items": lambda d: d["documents"], "next_cursor": lambda d: d.get("cursor")}
+"""DIP's page shape, ``{"numFound", "cursor", "documents"}``, for ``paginate_cursor``."""
 
 
 def dip_client(server: DipServer, fake: FakeTime, **policy: Any) -> HttpClient:
@@ -410,14 +415,14 @@ def test_cursor_yields_each_document_once_and_resumes_across_a_restart(fake: Fak
     with DipServer({"drucksache": 1234}, seed=3) as first_server:
         expected = [d["id"] for d in first_server.documents("drucksache")]
         with dip_client(first_server, fake) as client:
-            pages = paginate_cursor(client, "/drucksache", {"format": "json"})
+            pages = paginate_cursor(client, "/drucksache", {"format": "json"}, **DIP_PAGE)
             got = [next(pages) for _ in range(4)]
             pages.close()
     saved = got[-1].next_state
     assert got[0].state is None and isinstance(saved, str)
     assert got[0].data["numFound"] == 1234
     with DipServer({"drucksache": 1234}, seed=3) as second_server, dip_client(second_server, fake) as client:
-        rest = list(paginate_cursor(client, "/drucksache", {"format": "json"}, resume=saved))
+        rest = list(paginate_cursor(client, "/drucksache", {"format": "json"}, resume=saved, **DIP_PAGE))
         assert second_server.stats.pages["drucksache"] == 10  # 9 pages + the one returning the same cursor
         assert second_server.stats.documents["drucksache"] == 834
     ids = [d["id"] for p in got + rest for d in p.items]
@@ -433,7 +438,7 @@ def test_cursor_with_filter_and_faults_still_yields_each_document_once(fake: Fak
         params = {"format": "json", "f.aktualisiert.start": start}
         expected = [d["id"] for d in dip.documents("drucksache", params)]
         with dip_client(dip, fake) as client:
-            ids = [d["id"] for p in paginate_cursor(client, "/drucksache", params) for d in p.items]
+            ids = [d["id"] for p in paginate_cursor(client, "/drucksache", params, **DIP_PAGE) for d in p.items]
         assert dip.stats.faults["503"] + dip.stats.faults["drop"] > 0
         assert dip.stats.documents["drucksache"] == len(expected)  # faults cost requests, never documents
     assert ids == expected and len(expected) >= 701
@@ -447,7 +452,7 @@ def test_cursor_that_stops_moving_ends_paging_even_when_items_are_repeated(fake:
         Reply(200, {"cursor": "c", "documents": [{"id": "4"}]}),  # never requested
     ]
     with Scripted(*replies) as server, make_client(server.url, fake) as client:
-        pages = list(paginate_cursor(client, "/x"))
+        pages = list(paginate_cursor(client, "/x", **DIP_PAGE))
         assert server.stats.requests["/x"] == 3
     assert [[d["id"] for d in p.items] for p in pages] == [["1", "2"], ["3"]]
     assert [(p.state, p.next_state) for p in pages] == [(None, "a"), ("a", "b")]
@@ -464,6 +469,19 @@ def test_cursor_absent_means_last_page(fake: FakeTime) -> None:
         assert server.stats.requests["/x"] == 2
     assert [(p.items, p.state, p.next_state) for p in pages] == [([1, 2], None, "t1"), ([3], "t1", None)]
     assert "token=t1" in str(pages[1].response.request.url)
+
+
+def test_cursor_paging_reads_only_the_fields_the_caller_names(fake: FakeTime) -> None:
+    """No API's page shape is a default: the caller names both fields, and a body without them (or with a
+    token that is not a string) is a permanent error naming the problem, not a crash or an empty sync."""
+    with Scripted() as server, make_client(server.url, fake) as client:
+        with pytest.raises(TypeError):
+            paginate_cursor(client, "/x")  # type: ignore[call-arg]
+        server.replies.extend([Reply(200, {"cursor": "a", "documents": [1]}), Reply(200, {"data": [1], "next": 5})])
+        for reply_shape in ("'data'", "must be a string"):
+            with pytest.raises(PermanentHttpError) as caught:
+                list(paginate_cursor(client, "/x", items=lambda d: d["data"], next_cursor=lambda d: d["next"]))
+            assert "unexpected response shape" in str(caught.value) and reply_shape in str(caught.value)
 
 
 def test_link_header_yields_each_item_once_without_an_extra_request(github: GitHubServer, fake: FakeTime) -> None:

@@ -1,4 +1,5 @@
-"""The local DIP and GitHub servers behave like the real APIs in the ways a resumable sync depends on."""
+"""The examples' DIP and GitHub stand-ins (``examples/servers/``) behave like the real APIs in the ways a
+resumable sync depends on."""
 
 from __future__ import annotations
 
@@ -12,14 +13,17 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from dip_server import DipServer, decode_cursor, encode_cursor
+from github_server import GitHubServer
 
-from syncpoint.testing.dip_server import DipServer, FaultPlan, decode_cursor, encode_cursor
-from syncpoint.testing.github_server import GitHubServer
+from syncpoint.testing.server import FaultPlan
 
+SERVERS = Path(__file__).resolve().parents[2] / "examples" / "servers"
 DIP_AUTH = {"Authorization": "ApiKey dip-test-key"}
 GH_AUTH = {"Authorization": "Bearer ghp-test-token"}
 
@@ -211,9 +215,9 @@ def test_dip_cursor_codec_round_trips() -> None:
     assert decode_cursor(encode_cursor(1712304000.0, 4711)) == (1712304000.0, 4711)
 
 
-def test_dip_server_runs_as_a_module() -> None:
+def test_dip_server_runs_as_a_script() -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "syncpoint.testing.dip_server", "--port", "0", "--count", "30"]
+    command = [sys.executable, str(SERVERS / "dip_server.py"), "--port", "0", "--count", "30"]
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) as proc:
         try:
             assert proc.stdout is not None

@@ -4,7 +4,10 @@ The wheel is built from the sdist (``python -m build``'s default), so a file the
 from the wheel too. A user relies on: every module and data file of the package being there (the PostgreSQL
 migrations, the dashboard's templates and static files, ``py.typed`` for their type checker), nothing of
 ours that is not the package (tests), metadata that PyPI accepts, and the installed wheel finding its data
-files without the source tree.
+files without the source tree. And what is not theirs stays out: the example programs' domain code (the
+Bundestag DIP sync lives in ``examples/dip_sync.py``) and the stand-in servers that only our tests and
+examples use (``examples/servers/``); of ``syncpoint.testing`` the wheel ships what users test their own syncs
+with.
 """
 
 from __future__ import annotations
@@ -27,6 +30,13 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "src" / "syncpoint"
 CACHE_PARTS = ("__pycache__",)
 CACHE_SUFFIXES = (".pyc", ".pyo")
+#: ``syncpoint/testing/`` in the wheel: the generic local API with fault injection and the crash loop
+#: (docs/TESTING.md), nothing that serves only our own tests or examples.
+TESTING_FILES = {"syncpoint/testing/__init__.py", "syncpoint/testing/server.py", "syncpoint/testing/crashloop.py"}
+#: What only the example programs' code holds: their APIs' hosts and fields, their stand-ins' names. (Names
+#: such as ``drucksachen`` in a docstring's example are not domain code; the DIP sync's field is.)
+DOMAIN = re.compile(r"bundestag|aktualisiert|plenarprotokoll|gegevensmagazijn|GewijzigdOp|"
+                    r"dip_server|github_server|odata_server|prices_server|bookmarks_server", re.I)
 
 
 @dataclass(frozen=True)
@@ -92,6 +102,17 @@ def test_the_wheel_holds_the_package_its_data_files_and_nothing_else(dist: Dist)
     assert not [n for n in names if n.startswith("tests/") or "/tests/" in n or n.startswith(("examples/",
                                                                                                    "benchmarks/"))]
     assert not [n for n in names if "__pycache__" in n or n.endswith(CACHE_SUFFIXES)]
+
+
+def test_the_wheel_holds_no_domain_code_and_no_test_only_fixture(dist: Dist) -> None:
+    """What a user installs is the library: the testing helpers they use on their own syncs, and the demo,
+    which is written with the public API against the generic local server, but no example's API or data."""
+    names = wheel_names(dist)
+    assert {n for n in names if n.startswith("syncpoint/testing/")} == TESTING_FILES
+    with zipfile.ZipFile(dist.wheel) as archive:
+        mentions = {name: sorted({m.group(0).lower() for m in DOMAIN.finditer(archive.read(name).decode())})
+                    for name in names if name.endswith((".py", ".html", ".js", ".css", ".sql"))}
+    assert {name: found for name, found in mentions.items() if found} == {}
 
 
 def test_the_wheel_metadata_carries_the_one_version_and_the_command(dist: Dist) -> None:

@@ -41,7 +41,7 @@ COMMANDS: list[tuple[str, str]] = [
 ]
 #: Subcommands loaded only when used (or listed), from the first of their modules that exists.
 OPTIONAL_COMMANDS: dict[str, list[tuple[str, str]]] = {
-    "demo": [("syncpoint.demo", "demo")],
+    "demo": [("syncpoint.demo.command", "demo")],
 }
 
 

@@ -6,8 +6,8 @@
 
 Prices are a pure function of (seed, symbol, date), so a test knows what every stored row must hold.
 Faults (``FaultPlan``) and served counts (``ServerStats``; ``documents["prices"]`` counts prices served,
-``served[("prices", symbol)]`` per symbol) come from ``dip_server``. Run
-``python -m syncpoint.testing.prices_server --port 8083 --count 1200 --fail AAAC:404 --fail AAAD:500`` and point
+``served[("prices", symbol)]`` per symbol) come from ``syncpoint.testing.server``. Run
+``python examples/servers/prices_server.py --port 8083 --count 1200 --fail AAAC:404 --fail AAAD:500`` and point
 ``examples/daily_stock_sync.py --base-url http://127.0.0.1:8083`` at it; ``POST /_control/list?count=N``
 lists N new symbols while it runs (``curl -X POST …``).
 """
@@ -22,7 +22,7 @@ from collections.abc import Hashable, Iterable, Sequence
 from datetime import date
 from typing import Any
 
-from syncpoint.testing.dip_server import (
+from syncpoint.testing.server import (
     FaultPlan,
     LocalServer,
     Reply,

@@ -5,8 +5,8 @@ through, with ``+01:00``/``+02:00`` offsets on either side of a DST switch (comp
 strings); the cursor is a stateless token, valid across restarts; faults are deterministic; and the server
 counts what it served, so a test can bound how much a resumed sync fetched twice.
 
-The shared machinery of the local servers (``LocalServer``, ``FaultPlan``, ``ServerStats``) lives here too;
-``github_server`` builds on it. Run ``python -m syncpoint.testing.dip_server --port 8080 --count 5000``.
+Built on ``syncpoint.testing.server`` (``LocalServer``, ``FaultPlan``, ``ServerStats``), like the other
+stand-ins here. Run ``python examples/servers/dip_server.py --port 8080 --count 5000``.
 """
 
 from __future__ import annotations
@@ -20,268 +20,22 @@ import json
 import math
 import random
 import re
-import signal
-import threading
-import traceback
-from collections import Counter, deque
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from datetime import time as dtime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, TypeVar
-from urllib.parse import parse_qs, urlsplit
+from typing import Any
 
-Fault = str | int | None
-"""An HTTP status (``503``, ``"429"``), ``"drop"`` (close without answering), ``"slow"``/``"slow:2.5"``,
-or ``None``/``"ok"`` for a normal answer."""
-
-_S = TypeVar("_S", bound="LocalServer")
-
-
-@dataclass(frozen=True)
-class Request:
-    method: str
-    path: str
-    query: Mapping[str, str]
-    headers: Mapping[str, str]
-
-
-@dataclass
-class Reply:
-    status: int
-    body: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
-    delay: float = 0.0
-    drop: bool = False
-
-
-def error_reply(status: int, message: str, headers: dict[str, str] | None = None) -> Reply:
-    return Reply(status, {"code": status, "message": message}, headers or {})
-
-
-@dataclass
-class FaultPlan:
-    """Which requests fail and how, reproducibly: ``schedule`` first, one entry per request, then ``*_rate``.
-
-    The n-th request past authentication draws from ``Random(f"{seed}:{n}")``, so the same seed gives the
-    same faults at the same request numbers regardless of timing.
-    """
-
-    schedule: Sequence[Fault] = ()
-    error_rate: float = 0.0
-    rate_limit_rate: float = 0.0
-    drop_rate: float = 0.0
-    slow_rate: float = 0.0
-    slow_seconds: float = 0.5
-    error_status: int = 503
-    retry_after: str = "1"
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        self._queue: deque[Fault] = deque(self.schedule)
-
-    def inject(self, *faults: Fault) -> None:
-        self._queue.extend(faults)
-
-    def pick(self, n: int) -> Fault:
-        if self._queue:
-            return self._queue.popleft()
-        roll = random.Random(f"{self.seed}:{n}").random()
-        for fault, rate in (
-            (self.error_status, self.error_rate),
-            (429, self.rate_limit_rate),
-            ("drop", self.drop_rate),
-            ("slow", self.slow_rate),
-        ):
-            if roll < rate:
-                return fault
-            roll -= rate
-        return None
-
-    def reply(self, fault: Fault) -> Reply | None:
-        """The reply a fault replaces the real one with; for "slow", a delay before the real one."""
-        name = str(fault).lower()
-        if fault is None or name == "ok":
-            return None
-        if name == "drop":
-            return Reply(0, drop=True)
-        if name.startswith("slow"):
-            _, _, seconds = name.partition(":")
-            return Reply(0, delay=float(seconds) if seconds else self.slow_seconds)
-        status = int(name)
-        headers = {"Retry-After": self.retry_after} if status in (429, 503) else {}
-        return error_reply(status, f"injected fault {status}", headers)
-
-
-@dataclass
-class ServerStats:
-    """What the server answered, so tests can bound re-fetches. Keys: endpoint (DIP), (repo, endpoint) (GitHub)."""
-
-    requests: Counter[Hashable] = field(default_factory=Counter)
-    pages: Counter[Hashable] = field(default_factory=Counter)
-    documents: Counter[Hashable] = field(default_factory=Counter)
-    faults: Counter[str] = field(default_factory=Counter)
-    served: Counter[tuple[Hashable, str]] = field(default_factory=Counter, repr=False)
-    errors: list[str] = field(default_factory=list)
-
-    def page_served(self, key: Hashable, ids: Iterable[str]) -> None:
-        ids = list(ids)
-        self.pages[key] += 1
-        self.documents[key] += len(ids)
-        self.served.update((key, i) for i in ids)
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False  # stop() must not wait for a client's idle keep-alive connection
-
-    def __init__(self, address: tuple[str, int], owner: LocalServer) -> None:
-        self.owner = owner
-        super().__init__(address, _Handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that hung up is normal here (timeouts, dropped-connection tests); stay quiet."""
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body go out as two writes: no 40 ms delayed-ACK stall
-    timeout = 30
-    server: _HTTPServer
-
-    def do_GET(self) -> None:
-        self._answer("GET")
-
-    def do_POST(self) -> None:
-        """Only the servers' ``/_control/…`` endpoints (changing a running stand-in by hand) take POST."""
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
-        self._answer("POST")
-
-    def _answer(self, method: str) -> None:
-        owner = self.server.owner
-        parts = urlsplit(self.path)
-        query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-        request = Request(method, parts.path, query, {k.lower(): v for k, v in self.headers.items()})
-        reply = owner._serve(request)
-        if reply.drop:
-            self.close_connection = True
-            return
-        raw = isinstance(reply.body, bytes)  # e.g. a proxy's HTML error page
-        body = reply.body if raw else json.dumps(reply.body, ensure_ascii=False).encode()
-        self.send_response(reply.status)
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        if not any(name.lower() == "content-type" for name in reply.headers):
-            self.send_header("Content-Type", "text/html" if raw else "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silent: test output is for test failures."""
-
-
-class LocalServer:
-    """A JSON API on 127.0.0.1 in a background thread; port 0 picks a free port. Subclasses answer requests."""
-
-    base_path = ""
-
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, faults: FaultPlan | None = None) -> None:
-        self.faults = faults or FaultPlan()
-        self.stats = ServerStats()
-        self.lock = threading.RLock()
-        self._address = (host, port)
-        self._faulted = 0
-        self._stopping = threading.Event()
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        if self._address[1] == 0:
-            raise RuntimeError("server not started yet: the port is chosen on start()")
-        return self._address[1]
-
-    @property
-    def origin(self) -> str:
-        return f"http://{self._address[0]}:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return self.origin + self.base_path
-
-    def start(self: _S) -> _S:
-        """Serve in a background thread. After ``stop()``, starts again on the same port (saved URLs hold)."""
-        self._stopping.clear()
-        self._httpd = _HTTPServer(self._address, self)
-        self._address = (self._address[0], int(self._httpd.server_address[1]))
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()  # wakes "slow" replies
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        self._httpd = self._thread = None
-
-    def __enter__(self: _S) -> _S:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    def inject(self, *faults: Fault) -> None:
-        """Make the next requests fail this way, in order (after any faults still scheduled)."""
-        with self.lock:
-            self.faults.inject(*faults)
-
-    def _serve(self, request: Request) -> Reply:
-        try:
-            if request.method == "POST":  # never counted, authorized or faulted: the test's hand, not a client's
-                with self.lock:
-                    return self.control(request) or error_reply(404, f"no control endpoint {request.path}")
-            with self.lock:
-                self.stats.requests[self.stats_key(request)] += 1
-                reply = self.authorize(request)
-                if reply is not None:
-                    return reply
-                self._faulted += 1
-                fault = self.faults.pick(self._faulted)
-                reply = self.faults.reply(fault)
-                if reply is not None:
-                    self.stats.faults[str(fault)] += 1
-                    if not reply.delay:
-                        return reply
-            if reply is not None and self._stopping.wait(reply.delay):
-                return Reply(0, drop=True)
-            with self.lock:
-                return self.handle(request)
-        except Exception:  # a bug in the fake must be visible, not a hang
-            self.stats.errors.append(traceback.format_exc())
-            return error_reply(500, "test server bug; see stats.errors")
-
-    def stats_key(self, request: Request) -> Hashable:
-        return request.path
-
-    def control(self, request: Request) -> Reply | None:
-        """A ``POST /_control/…`` request (see each server); ``None``: no such control endpoint."""
-        return None
-
-    def authorize(self, request: Request) -> Reply | None:
-        return None
-
-    def handle(self, request: Request) -> Reply:
-        raise NotImplementedError
-
-
-# --- DIP ---------------------------------------------------------------------------------------------------
+from syncpoint.testing.server import (
+    FaultPlan,
+    LocalServer,
+    Reply,
+    Request,
+    error_reply,
+    fault_arguments,
+    fault_plan,
+    serve_until_signal,
+)
 
 ENDPOINTS = (
     "person",
@@ -633,34 +387,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     server = DipServer(args.count, seed=args.seed, api_key=args.api_key, faults=fault_plan(args), host=args.host,
                        port=args.port)
     return serve_until_signal(server, f"(api key: {args.api_key})")
-
-
-def fault_arguments(parser: argparse.ArgumentParser) -> None:
-    """The fault flags every stand-in server's command line has (``fault_plan`` turns them into a plan)."""
-    parser.add_argument("--error-rate", type=float, default=0.0, help="fraction of requests answered 503")
-    parser.add_argument("--drop-rate", type=float, default=0.0, help="fraction of connections dropped")
-    parser.add_argument("--rate-limit-rate", type=float, default=0.0, help="fraction answered 429")
-    parser.add_argument("--slow-rate", type=float, default=0.0, help="fraction answered after --slow-seconds")
-    parser.add_argument("--slow-seconds", type=float, default=0.5, help="delay of a slow answer")
-    parser.add_argument("--retry-after", default="1", help="Retry-After of the 503s and 429s (seconds)")
-
-
-def fault_plan(args: argparse.Namespace) -> FaultPlan:
-    return FaultPlan(error_rate=args.error_rate, drop_rate=args.drop_rate, rate_limit_rate=args.rate_limit_rate,
-                     slow_rate=args.slow_rate, slow_seconds=args.slow_seconds, retry_after=args.retry_after,
-                     seed=args.seed)
-
-
-def serve_until_signal(server: LocalServer, note: str) -> int:
-    """Run in the foreground until SIGINT/SIGTERM; the handler only sets a flag."""
-    done = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: done.set())
-    with server:
-        print(f"serving on {server.url} {note}", flush=True)
-        while not done.wait(0.5):
-            pass
-    return 0
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ Users may share tweets (two users bookmarking the same tweet). The cursor is a s
 served), so it stays valid across restarts of the server and when new bookmarks arrive at the front
 (``add``). Each user has a bearer token; ``revoke`` makes that user's requests answer 401. Faults come from
 a ``FaultPlan``; ``stats`` counts what was served per user. Run
-``python -m syncpoint.testing.bookmarks_server --port 8080 --users alice,bob --count 500``; while it runs,
+``python examples/servers/bookmarks_server.py --port 8080 --users alice,bob --count 500``; while it runs,
 ``curl -X POST http://127.0.0.1:8080/_control/revoke/alice`` revokes alice's token (her requests answer 401),
 ``…/_control/token/alice?token=T`` gives her a new one, and ``…/_control/add/alice?count=5`` adds 5 new
 bookmarks at the front (``--revoked bob`` starts with bob's token revoked).
@@ -27,7 +27,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from syncpoint.testing.dip_server import (
+from syncpoint.testing.server import (
     FaultPlan,
     LocalServer,
     Reply,

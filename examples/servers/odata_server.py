@@ -9,8 +9,8 @@ Entities ``Zaak``, ``Document``, ``Vergadering``, ``Agendapunt``, ``Activiteit``
 A list answer is ``{"value": [...], "@odata.nextLink": "<absolute URL>", "@odata.count": N}`` (the count only
 with ``$count=true``; the next link only when more records follow). Tests can serve a few records
 malformed (``malform``; ``fix`` serves them whole again) and make a whole entity fail (``fail_entity``).
-Faults (``FaultPlan``) and served counts (``ServerStats``, keyed by entity) come from ``dip_server``. Run
-``python -m syncpoint.testing.odata_server --port 8082 --count 1000 --malform Zaak:3 --fail-entity Agendapunt:404``
+Faults (``FaultPlan``) and served counts (``ServerStats``, keyed by entity) come from ``syncpoint.testing.server``. Run
+``python examples/servers/odata_server.py --port 8082 --count 1000 --malform Zaak:3 --fail-entity Agendapunt:404``
 and point ``examples/tk_loader.py --base-url http://127.0.0.1:8082/OData/v4/2.0`` at it.
 """
 
@@ -25,7 +25,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlencode
 
-from syncpoint.testing.dip_server import (
+from syncpoint.testing.server import (
     FaultPlan,
     LocalServer,
     Reply,

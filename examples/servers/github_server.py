@@ -6,7 +6,7 @@ on one endpoint, issues lists that include pull requests, and (via ``FaultPlan``
 connections. The server's clock is injectable so a test can share a fake clock with the client and "wait"
 for a rate-limit reset without waiting. Run, e.g.::
 
-    python -m syncpoint.testing.github_server --port 8081 --repos 6 --rate-limit 50 --reset-after 30 \
+    python examples/servers/github_server.py --port 8081 --repos 6 --rate-limit 50 --reset-after 30 \
         --blocked acme/repo-01:pulls:404 --blocked 'acme/repo-03:*:451' --error-rate 0.05
 """
 
@@ -22,7 +22,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlencode
 
-from syncpoint.testing.dip_server import (
+from syncpoint.testing.server import (
     FaultPlan,
     LocalServer,
     Reply,
