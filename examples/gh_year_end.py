@@ -257,7 +257,7 @@ class RateLimitOutlasted(syncpoint.SyncpointError):
 
 def _finished(record: syncpoint.TaskRecord) -> bool:
     """Complete, or failed for good (404, 451): nothing a resume would do."""
-    return record.status is syncpoint.TaskStatus.COMPLETE or (
+    return record.status is syncpoint.TaskStatus.COMPLETED or (
         record.status is syncpoint.TaskStatus.FAILED and not record.retryable
     )
 
@@ -267,7 +267,7 @@ def stats(records: list[syncpoint.TaskRecord]) -> dict[str, int]:
     status = syncpoint.TaskStatus
     return {
         "total_repos": len(records),
-        "repos_complete": sum(r.status is status.COMPLETE for r in records),
+        "repos_complete": sum(r.status is status.COMPLETED for r in records),
         "repos_in_progress": sum(r.status is status.IN_PROGRESS for r in records),
         "repos_pending": sum(r.status is status.PENDING for r in records),
         "repos_failed": sum(r.status is status.FAILED for r in records),

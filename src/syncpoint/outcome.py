@@ -96,7 +96,7 @@ def log_end(run: Run, outcome: Outcome) -> None:
                   "--retry-failed retries them)") if outcome.permanent else ""
         log.info("run %s of job %s completed%s", run.run_id, run.job.name, failed)
     elif outcome.status in (RunStatus.INTERRUPTED, RunStatus.PARTIAL):
-        unfinished = [t.record for t in run.all_tasks() if t.status is not TaskStatus.COMPLETE]
+        unfinished = [t.record for t in run.all_tasks() if t.status is not TaskStatus.COMPLETED]
         positions = "; ".join(describe_position(r) for r in unfinished[:5])
         log.warning(
             "%s (%s); checkpoint committed: %s%s; continue with --resume",

@@ -46,7 +46,7 @@ class Totals:
             if r.total is not None:
                 known_done += done
                 known_total += max(r.total, done)
-            elif r.status is TaskStatus.COMPLETE:
+            elif r.status is TaskStatus.COMPLETED:
                 known_done += done
                 known_total += done
             else:
@@ -55,7 +55,7 @@ class Totals:
             done=sum(task_done(r) for r in records),
             total=known_total if records and total is not None else None,
             failed=sum(r.failed for r in records),
-            tasks_done=sum(r.status is TaskStatus.COMPLETE for r in records),
+            tasks_done=sum(r.status is TaskStatus.COMPLETED for r in records),
             tasks=len(records),
             tasks_failed=sum(r.status is TaskStatus.FAILED for r in records),
             known_done=known_done,

@@ -401,7 +401,7 @@ class Run:
 def _offered(record: TaskRecord, retry_failed: bool) -> bool:
     """Does ``tasks()`` offer this task: not complete (or complete with failed items, when retrying them);
     failed only when retryable (or when retrying all failures)."""
-    if record.status is TaskStatus.COMPLETE:
+    if record.status is TaskStatus.COMPLETED:
         return retry_failed and record.failed > 0
     if record.status is TaskStatus.FAILED:
         return record.retryable or retry_failed

@@ -124,7 +124,7 @@ class Task:
 
     @property
     def done(self) -> bool:
-        return self._base.status is TaskStatus.COMPLETE
+        return self._base.status is TaskStatus.COMPLETED
 
     def _update(self, **changes: Any) -> None:
         with self._buffer.lock:
@@ -159,7 +159,7 @@ class Task:
                 error=f"{retryable} item(s) failed with retryable errors; --resume retries them",
             )
             return
-        self._update(status=TaskStatus.COMPLETE, error=None, retryable=False, completed_at=utcnow())
+        self._update(status=TaskStatus.COMPLETED, error=None, retryable=False, completed_at=utcnow())
 
     def _retryable_failures(self) -> int:
         """Items of this task whose last outcome is a retryable failure (committed first, then counted)."""

@@ -455,7 +455,7 @@ def test_a_signal_after_the_body_returned_still_completes_the_run(url: str) -> N
     assert run.exit_code == 0
     latest = job.runs(limit=1)[0]
     assert latest.status is RunStatus.COMPLETED
-    assert [t.status for t in run.task_snapshots()] == [TaskStatus.COMPLETE]
+    assert [t.status for t in run.task_snapshots()] == [TaskStatus.COMPLETED]
 
 
 def test_item_budget_bounds_a_page_cursor_sync_by_its_records(url: str) -> None:

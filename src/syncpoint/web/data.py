@@ -137,12 +137,12 @@ def task_total(task: TaskRecord) -> int | None:
     """The task's known size: its total, or (complete without one) what it did."""
     if task.total:
         return task.total
-    return task_done(task) if task.status is TaskStatus.COMPLETE else None
+    return task_done(task) if task.status is TaskStatus.COMPLETED else None
 
 
 def ratio_of(task: TaskRecord) -> float | None:
     total = task_total(task)
-    if task.status is TaskStatus.COMPLETE:
+    if task.status is TaskStatus.COMPLETED:
         return 1.0
     return None if not total else min(1.0, task_done(task) / total)
 
