@@ -21,6 +21,7 @@ from syncpoint.codec import check_json
 from syncpoint.failures import describe
 from syncpoint.model import JSON, LedgerEntry, LedgerKind, TaskRecord, TaskStatus, utcnow
 from syncpoint.names import check_item_id
+from syncpoint.renamed import warn_renamed
 from syncpoint.stores.base import ItemOutcome, Store
 
 if TYPE_CHECKING:
@@ -123,8 +124,15 @@ class Task:
         return self._cursor
 
     @property
-    def done(self) -> bool:
+    def is_complete(self) -> bool:
+        """The task's status is ``COMPLETED`` (not: "an item is done", which ``is_item_done`` asks)."""
         return self._base.status is TaskStatus.COMPLETED
+
+    @property
+    def done(self) -> bool:
+        """Deprecated: ``is_complete`` ("done" is an item's or a page's word now)."""
+        warn_renamed("Task.done", "Task.is_complete")
+        return self.is_complete
 
     def _update(self, **changes: Any) -> None:
         with self._buffer.lock:
@@ -313,12 +321,14 @@ class Task:
             self._touch()
         self.run.after_progress(1, 0, 0)
 
-    def is_done(self, item_id: str | int) -> bool:
+    def is_item_done(self, item_id: str | int) -> bool:
+        """Is ``item_id`` one to skip: recorded done (``item_done``), or failed for good (unless retrying
+        failures)? For one ID; ask ``done_item_ids`` for a page of them."""
         item_id = check_item_id(item_id)
-        return item_id in self.done_ids([item_id])
+        return item_id in self.done_item_ids([item_id])
 
-    def done_ids(self, item_ids: Sequence[str]) -> set[str]:
-        """The IDs among ``item_ids`` to skip: processed, or failed for good (unless retrying failures).
+    def done_item_ids(self, item_ids: Sequence[str]) -> set[str]:
+        """The IDs among ``item_ids`` to skip: recorded done, or failed for good (unless retrying failures).
 
         One store query for the whole page. Retryable failures are always offered again.
         """
@@ -329,8 +339,18 @@ class Task:
             if outcome is ItemOutcome.OK or (outcome is ItemOutcome.FAILED_PERMANENT and not retry)
         }
 
+    def is_done(self, item_id: str | int) -> bool:
+        """Deprecated: ``is_item_done``."""
+        warn_renamed("Task.is_done", "Task.is_item_done")
+        return self.is_item_done(item_id)
+
+    def done_ids(self, item_ids: Sequence[str]) -> set[str]:
+        """Deprecated: ``done_item_ids``."""
+        warn_renamed("Task.done_ids", "Task.done_item_ids")
+        return self.done_item_ids(item_ids)
+
     def pending(self, items: Iterable[T], key: Callable[[T], str] = str, *, batch: int = 500) -> PendingItems[T]:
-        """The items still to process (``done_ids`` asked once per ``batch``), for ``run.map`` or a loop."""
+        """The items still to process (``done_item_ids`` asked once per ``batch``), for ``run.map`` or a loop."""
         from syncpoint.sources import PendingItems
 
         return PendingItems(self, items, key, batch)

@@ -3,6 +3,9 @@ works, the same as the new one, and warns with a ``DeprecationWarning`` that nam
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 
 import syncpoint
@@ -21,3 +24,41 @@ def test_task_status_complete_warns_and_is_the_same_member() -> None:
     assert old is TaskStatus.COMPLETED is syncpoint.TaskStatus.COMPLETED
     with pytest.raises(AttributeError, match="no attribute 'COMPLET'"):
         _ = TaskStatus.COMPLET  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Iterator[syncpoint.Run]:
+    job = syncpoint.Job("renamed", store=f"sqlite:{tmp_path / 'cp.db'}")
+    with job.run() as run:
+        yield run
+    job.close()
+
+
+def test_task_done_is_now_is_complete(run: syncpoint.Run) -> None:
+    task = run.task("t")
+    with task:
+        assert task.is_complete is False
+        with pytest.warns(DeprecationWarning, match=r"Task\.done is deprecated; use Task\.is_complete"):
+            assert task.done is False
+    assert task.is_complete is True
+    with pytest.warns(DeprecationWarning, match=r"use Task\.is_complete"):
+        assert task.done is True
+
+
+def test_item_questions_are_is_item_done_and_done_item_ids(run: syncpoint.Run) -> None:
+    task = run.task("t")
+    task.item_done("a")
+    task.item_failed("b", "gone", retryable=False)
+    task.item_failed("c", "timeout", retryable=True)
+    assert task.done_item_ids(["a", "b", "c", "d"]) == {"a", "b"}
+    assert task.is_item_done("a") and not task.is_item_done("c")
+    with pytest.warns(DeprecationWarning, match=r"Task\.is_done is deprecated; use Task\.is_item_done"):
+        assert task.is_done("a") is True
+    with pytest.warns(DeprecationWarning, match=r"Task\.done_ids is deprecated; use Task\.done_item_ids"):
+        assert task.done_ids(["a", "b", "c", "d"]) == {"a", "b"}
+
+
+def test_a_deprecation_points_at_the_callers_line(run: syncpoint.Run) -> None:
+    with pytest.warns(DeprecationWarning) as caught:
+        run.task("t").is_done("x")
+    assert caught[0].filename == __file__

@@ -117,7 +117,7 @@ def test_config_change_is_refused_naming_keys_unless_forced(url: str) -> None:
     stored = job.store.get_run(run.run_id)
     assert stored is not None and stored.config["org"] == "a" and stored.status is RunStatus.PARTIAL
     with changed.run(resume=True, force=True) as again:
-        assert again.task("t").is_done("1")
+        assert again.task("t").is_item_done("1")
     assert again.record.config["org"] == "b"
 
 
@@ -142,8 +142,8 @@ def test_items_failed_permanent_skipped_retryable_retried_and_retry_failed(url: 
         assert again.run_id == run.run_id
         assert [t.name for t in again.tasks()] == ["loader"]
         task = again.task("loader")
-        assert task.done_ids(["a", "b", "c", "d"]) == {"a", "b", "d"}
-        assert not task.is_done("c")
+        assert task.done_item_ids(["a", "b", "c", "d"]) == {"a", "b", "d"}
+        assert not task.is_item_done("c")
         assert list(task.pending(["a", "b", "c", "d"])) == ["c"]
         with task:
             todo = list(task.iterate(["a", "b", "c", "d"]))
@@ -164,7 +164,7 @@ def test_items_failed_permanent_skipped_retryable_retried_and_retry_failed(url: 
 
 
 def record_failures_then_retry_them(job: syncpoint.Job) -> tuple[syncpoint.Run, syncpoint.Run]:
-    """Items recorded again after they failed, each without asking ``done_ids``/``is_done``/``iterate`` first:
+    """Items recorded again after they failed, each without asking ``done_item_ids``/``is_item_done``/``iterate`` first:
     in the same window, after a commit, in a later run (the failure only in the store), twice in a row."""
     with job.run() as run, run.task("loader") as task:
         task.item_done("a")
