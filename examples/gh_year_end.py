@@ -173,7 +173,7 @@ class Collector:
     def discover(self, client: HttpClient) -> list[str]:
         """The org's repositories; all repo:endpoint tasks are registered in the same commit as the phase."""
         if self.run.phase_done("discovery"):
-            return sorted({task.name.rsplit(":", 1)[0] for task in self.run.all_tasks()})
+            return sorted({task.name.rsplit(":", 1)[0] for task in self.run.every_task()})
         repos = discover_repos(client, self.settings)
         for endpoint in self.settings.endpoints:
             for repo in repos:
@@ -193,12 +193,12 @@ class Collector:
                 raise syncpoint.UsageError(f"--from-repo {self.settings.from_repo}: not a repository of this run")
             start_from = f"{self.settings.from_repo}:{endpoint}"
         suffix = f":{endpoint}"
-        names = [t.name for t in self.run.all_tasks() if t.name.endswith(suffix)]
+        names = [t.name for t in self.run.every_task() if t.name.endswith(suffix)]
         # An HttpError fails only its task; anything else ends the map, and the run (see collect_task).
         self.run.map(lambda task: self.collect_task(client, task, endpoint),
                      self.run.pending_tasks(names, start_from=start_from), concurrency=self.settings.concurrency,
                      errors=HttpError)
-        mine = [t for t in self.run.all_tasks() if t.name.endswith(suffix)]
+        mine = [t for t in self.run.every_task() if t.name.endswith(suffix)]
         if all(_finished(t.record) for t in mine):
             self.run.complete_phase(endpoint)
 
@@ -231,7 +231,7 @@ class Collector:
 
     # -- the manifest ------------------------------------------------------------------------------------
     def write_manifest(self, repos: list[str]) -> None:
-        records = [t.record for t in self.run.all_tasks()]
+        records = [t.record for t in self.run.every_task()]
         left = [r.name for r in records if not _finished(r)]
         if left:
             log.info("manifest not written: %d task(s) still to do (%s)", len(left), ", ".join(left[:3]))

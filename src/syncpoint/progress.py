@@ -3,7 +3,7 @@
     with job.run(options) as run, progress.track(run, options):
         ...
 
-A daemon thread samples the run's in-memory tasks about twice a second (``Run.task_snapshots``: a side-effect-free read
+A daemon thread samples the run's in-memory tasks about twice a second (``Run.task_records``: a side-effect-free read
 of each task's record and counters) and renders them; the run's hot path is not touched at all. Modes:
 
     live   a rich display on stderr: one line for the run, one per active task (bar, done/total, rec/s, ETA)
@@ -139,7 +139,7 @@ class ProgressReporter:
 
     def _sample(self) -> list[TaskRecord] | None:
         try:
-            records = self.run.task_snapshots()
+            records = self.run.task_records()
         except RuntimeError:  # the run added a task while we iterated; take the next sample
             return None
         now = time.monotonic()

@@ -43,6 +43,7 @@ from syncpoint.names import check_value_name
 from syncpoint.options import RunOptions
 from syncpoint.outcome import final_outcome, log_end
 from syncpoint.pacing import Budget, Pacer, SavePolicy
+from syncpoint.renamed import warn_renamed
 from syncpoint.resume import choose_run
 from syncpoint.signals import SignalWatch, exit_code_for
 from syncpoint.state import JobState
@@ -274,7 +275,7 @@ class Run:
         wanted = None if names is None else {self.task(name).name for name in names}
         retry = self.options.retry_failed if retry_failed is None else retry_failed
         start = self.options.start_from if start_from is None else start_from
-        order = self.all_tasks()
+        order = self.every_task()
         if start is not None:
             index = next((i for i, t in enumerate(order) if t.name == start), None)
             if index is None:
@@ -282,12 +283,18 @@ class Run:
             order = order[index:]
         return [t for t in order if (wanted is None or t.name in wanted) and _offered(t.record, retry)]
 
-    def all_tasks(self) -> list[Task]:
+    def every_task(self) -> list[Task]:
+        """Every task of the run, in order, whatever its status (``tasks()`` gives only the ones to do)."""
         return sorted(list(self._tasks.values()), key=lambda t: t.position)
 
-    def task_snapshots(self) -> list[TaskRecord]:
-        """Every task's progress right now, in order; read-only, safe from a progress thread."""
-        return [task.snapshot() for task in self.all_tasks()]
+    def all_tasks(self) -> list[Task]:
+        """Deprecated: ``every_task``."""
+        warn_renamed("Run.all_tasks", "Run.every_task")
+        return self.every_task()
+
+    def task_records(self) -> list[TaskRecord]:
+        """Every task's record right now (``task.record``), in order; read-only, safe from a progress thread."""
+        return [task.record for task in self.every_task()]
 
     def phase_done(self, name: str) -> bool:
         phase = self._phases.get(name)

@@ -87,7 +87,8 @@ class Task:
 
     @property
     def record(self) -> TaskRecord:
-        """The task as the store will see it at the next commit. Read-only: safe from another thread."""
+        """The task as the store will see it at the next commit: its progress right now. Read-only: safe from
+        another thread (progress displays read it)."""
         base = self._base
         if not self._stale:
             return base
@@ -95,10 +96,6 @@ class Task:
             base, ok=self._ok, failed=self._failed, pages=self._pages, records=self._records,
             cursor=self._cursor, updated_at=utcnow(),
         )
-
-    def snapshot(self) -> TaskRecord:
-        """The task's progress right now (same as ``record``), for progress displays in other threads."""
-        return self.record
 
     def fold(self) -> TaskRecord:
         """Fold the live counters into the stored record (the buffer calls this under its lock)."""

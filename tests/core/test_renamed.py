@@ -62,3 +62,15 @@ def test_a_deprecation_points_at_the_callers_line(run: syncpoint.Run) -> None:
     with pytest.warns(DeprecationWarning) as caught:
         run.task("t").is_done("x")
     assert caught[0].filename == __file__
+
+
+def test_every_task_and_task_records_and_all_tasks_warns(run: syncpoint.Run) -> None:
+    with run.task("a"):
+        pass
+    run.task("b")
+    assert [t.name for t in run.every_task()] == ["a", "b"]
+    assert [t.name for t in run.tasks()] == ["b"]  # only the ones still to do
+    assert [(r.name, r.status) for r in run.task_records()] == [("a", TaskStatus.COMPLETED), ("b", TaskStatus.PENDING)]
+    assert not hasattr(run.task("a"), "snapshot")  # ``task.record`` is the one way
+    with pytest.warns(DeprecationWarning, match=r"Run\.all_tasks is deprecated; use Run\.every_task"):
+        assert run.all_tasks() == run.every_task()

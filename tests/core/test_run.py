@@ -455,7 +455,7 @@ def test_a_signal_after_the_body_returned_still_completes_the_run(url: str) -> N
     assert run.exit_code == 0
     latest = job.runs(limit=1)[0]
     assert latest.status is RunStatus.COMPLETED
-    assert [t.status for t in run.task_snapshots()] == [TaskStatus.COMPLETED]
+    assert [t.status for t in run.task_records()] == [TaskStatus.COMPLETED]
 
 
 def test_item_budget_bounds_a_page_cursor_sync_by_its_records(url: str) -> None:
@@ -490,7 +490,7 @@ def test_item_budget_counts_a_record_once_when_both_ledger_and_cursor_report_it(
     assert run.exit_code == 2
     # issue 11.4: never more than N items recorded — the 251st is refused (redone next time), in the third
     # page; counting both reports would have stopped it in the second
-    assert run.task_snapshots()[0].ok == 250
+    assert run.task_records()[0].ok == 250
 
 
 def test_item_budget_never_records_more_than_n_in_a_loop_without_iterate(url: str) -> None:
