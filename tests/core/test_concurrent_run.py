@@ -57,7 +57,7 @@ def test_item_done_from_eight_threads_counts_exactly(url: str) -> None:
     assert (record.ok, record.failed) == (1980, 20)
     counts = job.store.ledger_counts(run.run_id, "t")
     assert (counts.ok, counts.failed) == (1980, 20)
-    assert {e.key for e in job.state()} == {f"w{n}" for n in range(8)}
+    assert {e.key for e in job.bookmarks()} == {f"w{n}" for n in range(8)}
 
 
 def test_map_over_pending_items_records_out_of_order_and_resume_retries_only_failures(url: str) -> None:

@@ -74,3 +74,15 @@ def test_every_task_and_task_records_and_all_tasks_warns(run: syncpoint.Run) -> 
     assert not hasattr(run.task("a"), "snapshot")  # ``task.record`` is the one way
     with pytest.warns(DeprecationWarning, match=r"Run\.all_tasks is deprecated; use Run\.every_task"):
         assert run.all_tasks() == run.every_task()
+
+
+def test_job_bookmarks_and_job_state_warns(tmp_path: Path) -> None:
+    job = syncpoint.Job("marks", store=f"sqlite:{tmp_path / 'cp.db'}")
+    with job.run() as run:
+        run.state.set("since", "2024-01-01")
+    assert [(e.key, e.value) for e in job.bookmarks()] == [("since", "2024-01-01")]
+    with pytest.warns(DeprecationWarning, match=r"Job\.state is deprecated; use Job\.bookmarks"):
+        assert job.state() == job.bookmarks()
+    job.reset_bookmarks("since")
+    assert job.bookmarks() == []
+    job.close()

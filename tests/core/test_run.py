@@ -366,8 +366,8 @@ def test_state_outlives_runs_and_phases_are_remembered(url: str) -> None:
         assert not run.phase_done("discovery")  # a new run has its own phases
     with job.run(resume_run=run.run_id, retry_failed=True) as again:
         assert not again.phase_done("pulls")
-    job.reset_state("last_tweet_id")
-    assert job.state() == []
+    job.reset_bookmarks("last_tweet_id")
+    assert job.bookmarks() == []
 
 
 def test_cleanup_keep_and_age_and_delete(url: str) -> None:

@@ -103,7 +103,7 @@ def expected(server: BookmarksServer) -> Counter[tuple[str, str]]:
 def state(store: str) -> dict[str, Any]:
     job = syncpoint.Job(JOB, store=store)
     try:
-        return {e.key: e.value for e in job.state()}
+        return {e.key: e.value for e in job.bookmarks()}
     finally:
         job.close()
 
