@@ -27,7 +27,7 @@ from syncpoint.stores.base import ItemOutcome, Store
 if TYPE_CHECKING:
     import logging
 
-    from syncpoint.cursors import OffsetCursor, PageCursor, TokenCursor, Watermark
+    from syncpoint.cursors import OffsetCursor, Order, PageCursor, TokenCursor, Watermark
     from syncpoint.intervals import Point
     from syncpoint.sources import PendingItems, Slices
 
@@ -253,7 +253,8 @@ class Task:
 
         return OffsetCursor(self)
 
-    def watermark(self, order: str = "newest_first") -> Watermark:
+    def watermark(self, order: Order | str = "newest_first") -> Watermark:
+        """A watermark cursor for an API that serves records in ``order`` (``syncpoint.Order``, or its value)."""
         from syncpoint.cursors import Watermark
 
         return Watermark(self, order)

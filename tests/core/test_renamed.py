@@ -86,3 +86,17 @@ def test_job_bookmarks_and_job_state_warns(tmp_path: Path) -> None:
     job.reset_bookmarks("since")
     assert job.bookmarks() == []
     job.close()
+
+
+def test_the_watermark_order_is_a_str_enum_and_the_old_spellings_still_work(run: syncpoint.Run) -> None:
+    assert syncpoint.NEWEST_FIRST is syncpoint.Order.NEWEST_FIRST
+    assert syncpoint.OLDEST_FIRST is syncpoint.Order.OLDEST_FIRST
+    assert syncpoint.Order.NEWEST_FIRST == "newest_first" and syncpoint.Order("oldest_first") is syncpoint.OLDEST_FIRST
+    for order in (syncpoint.Order.OLDEST_FIRST, syncpoint.OLDEST_FIRST, "oldest_first"):
+        assert run.task(f"t-{order}").watermark(order).order is syncpoint.Order.OLDEST_FIRST
+    mark = run.task("stored").watermark(syncpoint.Order.NEWEST_FIRST)
+    mark.advance("1", 5)
+    assert run.task("stored").cursor == {"type": "watermark", "order": "newest_first", "value": 5, "value_type": "int"}
+    assert type(run.task("stored").cursor["order"]) is str  # type: ignore[index]  # the stored cursor is plain JSON
+    with pytest.raises(syncpoint.UsageError, match="order must be 'newest_first' or 'oldest_first', not 'up'"):
+        run.task("bad").watermark("up")
