@@ -187,9 +187,9 @@ class Watermark:
         else:
             self.task.set_cursor(cursor, records=1)
 
-    def page_done(self) -> None:
-        """Count one page (the save policy commits every page by default); call it after the page's rows.
-        Its records were counted one by one by ``advance``."""
+    def done(self) -> None:
+        """The page is written: count it (the save policy commits every page by default). Called, as on every
+        cursor, after the page's rows; its records were counted one by one by ``advance``."""
         self.task.set_cursor(self.task.cursor, pages=1)
 
     def _beyond(self, value: WatermarkValue) -> bool:
