@@ -331,7 +331,10 @@ class Run:
 
     # -- safe points and commits ---------------------------------------------------------------------
     def checkpoint(self) -> None:
-        """A safe point: commit if the save policy says so; stop here if a signal or budget asks."""
+        """A safe point: commit if the save policy says so; stop here (``Stopped``) if a signal or budget asks.
+
+        Call it where stopping is safe, e.g. before each page. Not ``commit()``: that writes now and never
+        stops; this lets the policy batch commits (the redo window) and lets a Ctrl+C end the run here."""
         reason = self.pacer.stop_reason()
         if reason is not None:
             self._stop(reason)
@@ -339,7 +342,8 @@ class Run:
             self._commit_due()
 
     def commit(self) -> None:
-        """Commit buffered progress now (from any thread; commits run one at a time)."""
+        """Commit buffered progress now, whatever the save policy, and go on: never a stop (``checkpoint()``
+        is the safe point that may commit, and may stop). From any thread; commits run one at a time."""
         with self._committer.serial:
             self.record = replace(self.record, updated_at=utcnow())
             self._committer.commit(self.record)
