@@ -3,6 +3,7 @@ works, the same as the new one, and warns with a ``DeprecationWarning`` that nam
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,3 +101,26 @@ def test_the_watermark_order_is_a_str_enum_and_the_old_spellings_still_work(run:
     assert type(run.task("stored").cursor["order"]) is str  # type: ignore[index]  # the stored cursor is plain JSON
     with pytest.raises(syncpoint.UsageError, match="order must be 'newest_first' or 'oldest_first', not 'up'"):
         run.task("bad").watermark("up")
+
+
+OLD_NAMES = re.compile(
+    r"\.is_done\(|\.done_ids\(|\.all_tasks\(|\.task_snapshots\(|\.page_done\(|\.reset_state\(|\bjob\.state\(\)"
+    r"|TaskStatus\.COMPLETE\b|status\.COMPLETE\b|\btask\.done\b(?!\()"
+)
+
+
+def test_nothing_of_ours_uses_the_old_names() -> None:
+    """The old names are for users' code: syncpoint, its examples, benchmarks, tests and docs use the new ones
+    (the aliases' own definitions and this file's checks of them aside)."""
+    root = Path(__file__).resolve().parents[2]
+    files = [p for folder in ("src", "examples", "benchmarks", "tests", "docs") for p in (root / folder).rglob("*")
+             if p.suffix in (".py", ".md")] + [root / "README.md"]
+    allowed = {Path(__file__), root / "docs" / "API.md"}  # the Names table lists the old names
+    offenders = []
+    for path in files:
+        if path in allowed:
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if OLD_NAMES.search(line) and not any(word in line for word in ("warn_renamed", "def ", "Deprecat")):
+                offenders.append(f"{path.relative_to(root)}:{number}: {line.strip()}")
+    assert offenders == []
