@@ -172,7 +172,7 @@ class Collector:
     # -- discovery ---------------------------------------------------------------------------------------
     def discover(self, client: HttpClient) -> list[str]:
         """The org's repositories; all repo:endpoint tasks are registered in the same commit as the phase."""
-        if self.run.phase_done("discovery"):
+        if self.run.is_phase_complete("discovery"):
             return sorted({task.name.rsplit(":", 1)[0] for task in self.run.every_task()})
         repos = discover_repos(client, self.settings)
         for endpoint in self.settings.endpoints:
@@ -185,7 +185,7 @@ class Collector:
     # -- one phase: an endpoint of every repo ------------------------------------------------------------
     def phase(self, client: HttpClient, endpoint: str, repos: list[str]) -> None:
         """Every repository's ``endpoint``, ``--concurrency`` at a time; each task writes only its own file."""
-        if self.run.phase_done(endpoint) and not self.run.retry_failed:  # --retry-failed: its 404/451s again
+        if self.run.is_phase_complete(endpoint) and not self.run.retry_failed:  # --retry-failed: its 404/451s again
             return
         start_from = None
         if self.settings.from_repo is not None:

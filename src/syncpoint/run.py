@@ -296,9 +296,15 @@ class Run:
         """Every task's record right now (``task.record``), in order; read-only, safe from a progress thread."""
         return [task.record for task in self.every_task()]
 
-    def phase_done(self, name: str) -> bool:
+    def is_phase_complete(self, name: str) -> bool:
+        """Was the phase ``name`` completed (``complete_phase``) in this run?"""
         phase = self._phases.get(name)
         return phase is not None and phase.completed_at is not None
+
+    def phase_done(self, name: str) -> bool:
+        """Deprecated: ``is_phase_complete``."""
+        warn_renamed("Run.phase_done", "Run.is_phase_complete")
+        return self.is_phase_complete(name)
 
     def complete_phase(self, name: str) -> None:
         check_value_name(name, "phase name")

@@ -103,9 +103,17 @@ def test_the_watermark_order_is_a_str_enum_and_the_old_spellings_still_work(run:
         run.task("bad").watermark("up")
 
 
+def test_is_phase_complete_and_phase_done_warns(run: syncpoint.Run) -> None:
+    assert not run.is_phase_complete("discovery")
+    run.complete_phase("discovery")
+    assert run.is_phase_complete("discovery")
+    with pytest.warns(DeprecationWarning, match=r"Run\.phase_done is deprecated; use Run\.is_phase_complete"):
+        assert run.phase_done("discovery") is True
+
+
 OLD_NAMES = re.compile(
     r"\.is_done\(|\.done_ids\(|\.all_tasks\(|\.task_snapshots\(|\.page_done\(|\.reset_state\(|\bjob\.state\(\)"
-    r"|TaskStatus\.COMPLETE\b|status\.COMPLETE\b|\btask\.done\b(?!\()"
+    r"|\.phase_done\(|TaskStatus\.COMPLETE\b|status\.COMPLETE\b|\btask\.done\b(?!\()"
 )
 
 

@@ -363,9 +363,9 @@ def test_state_outlives_runs_and_phases_are_remembered(url: str) -> None:
         run.complete_phase("discovery")
     with job.run() as run:
         assert run.state["last_tweet_id"] == "1790000000000000001"
-        assert not run.phase_done("discovery")  # a new run has its own phases
+        assert not run.is_phase_complete("discovery")  # a new run has its own phases
     with job.run(resume_run=run.run_id, retry_failed=True) as again:
-        assert not again.phase_done("pulls")
+        assert not again.is_phase_complete("pulls")
     job.reset_bookmarks("last_tweet_id")
     assert job.bookmarks() == []
 
