@@ -138,7 +138,7 @@ start = time.perf_counter()
 job = syncpoint.Job("bench", store=sys.argv[1])
 with job.run(resume=True, max_items=1) as run:
     task = run.task("items")
-    hit = task.is_done(sys.argv[2])
+    hit = task.is_item_done(sys.argv[2])
     elapsed = time.perf_counter() - start
     assert hit
     run.checkpoint()

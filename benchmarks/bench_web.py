@@ -158,7 +158,7 @@ def populate(path: Path, jobs: int, runs: int) -> None:
                 config={"source": f"https://example.org/{j}", "page_size": 100}, config_digest="d",
                 started_at=started, updated_at=ended, ended_at=ended, exit_code=0,
             ))
-            changes.tasks.append(TaskRecord(run_id, "items", 0, TaskStatus.COMPLETE, ok=1000, total=1000))
+            changes.tasks.append(TaskRecord(run_id, "items", 0, TaskStatus.COMPLETED, ok=1000, total=1000))
             if len(changes.runs) >= 5000:
                 store.apply(changes)
                 changes = ChangeSet()

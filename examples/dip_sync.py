@@ -183,7 +183,7 @@ def sync_endpoint(
     """Sync one DIP endpoint into ``dest``, newest first, resumably (see the module docstring)."""
     result = SyncResult(endpoint)
     task = run.task(endpoint)
-    if task.done:
+    if task.is_complete:
         return result
     task.start()
     mark = task.watermark(syncpoint.NEWEST_FIRST)

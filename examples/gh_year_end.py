@@ -172,8 +172,8 @@ class Collector:
     # -- discovery ---------------------------------------------------------------------------------------
     def discover(self, client: HttpClient) -> list[str]:
         """The org's repositories; all repo:endpoint tasks are registered in the same commit as the phase."""
-        if self.run.phase_done("discovery"):
-            return sorted({task.name.rsplit(":", 1)[0] for task in self.run.all_tasks()})
+        if self.run.is_phase_complete("discovery"):
+            return sorted({task.name.rsplit(":", 1)[0] for task in self.run.every_task()})
         repos = discover_repos(client, self.settings)
         for endpoint in self.settings.endpoints:
             for repo in repos:
@@ -185,7 +185,7 @@ class Collector:
     # -- one phase: an endpoint of every repo ------------------------------------------------------------
     def phase(self, client: HttpClient, endpoint: str, repos: list[str]) -> None:
         """Every repository's ``endpoint``, ``--concurrency`` at a time; each task writes only its own file."""
-        if self.run.phase_done(endpoint) and not self.run.retry_failed:  # --retry-failed: its 404/451s again
+        if self.run.is_phase_complete(endpoint) and not self.run.retry_failed:  # --retry-failed: its 404/451s again
             return
         start_from = None
         if self.settings.from_repo is not None:
@@ -193,12 +193,12 @@ class Collector:
                 raise syncpoint.UsageError(f"--from-repo {self.settings.from_repo}: not a repository of this run")
             start_from = f"{self.settings.from_repo}:{endpoint}"
         suffix = f":{endpoint}"
-        names = [t.name for t in self.run.all_tasks() if t.name.endswith(suffix)]
+        names = [t.name for t in self.run.every_task() if t.name.endswith(suffix)]
         # An HttpError fails only its task; anything else ends the map, and the run (see collect_task).
         self.run.map(lambda task: self.collect_task(client, task, endpoint),
                      self.run.pending_tasks(names, start_from=start_from), concurrency=self.settings.concurrency,
                      errors=HttpError)
-        mine = [t for t in self.run.all_tasks() if t.name.endswith(suffix)]
+        mine = [t for t in self.run.every_task() if t.name.endswith(suffix)]
         if all(_finished(t.record) for t in mine):
             self.run.complete_phase(endpoint)
 
@@ -231,7 +231,7 @@ class Collector:
 
     # -- the manifest ------------------------------------------------------------------------------------
     def write_manifest(self, repos: list[str]) -> None:
-        records = [t.record for t in self.run.all_tasks()]
+        records = [t.record for t in self.run.every_task()]
         left = [r.name for r in records if not _finished(r)]
         if left:
             log.info("manifest not written: %d task(s) still to do (%s)", len(left), ", ".join(left[:3]))
@@ -257,7 +257,7 @@ class RateLimitOutlasted(syncpoint.SyncpointError):
 
 def _finished(record: syncpoint.TaskRecord) -> bool:
     """Complete, or failed for good (404, 451): nothing a resume would do."""
-    return record.status is syncpoint.TaskStatus.COMPLETE or (
+    return record.status is syncpoint.TaskStatus.COMPLETED or (
         record.status is syncpoint.TaskStatus.FAILED and not record.retryable
     )
 
@@ -267,7 +267,7 @@ def stats(records: list[syncpoint.TaskRecord]) -> dict[str, int]:
     status = syncpoint.TaskStatus
     return {
         "total_repos": len(records),
-        "repos_complete": sum(r.status is status.COMPLETE for r in records),
+        "repos_complete": sum(r.status is status.COMPLETED for r in records),
         "repos_in_progress": sum(r.status is status.IN_PROGRESS for r in records),
         "repos_pending": sum(r.status is status.PENDING for r in records),
         "repos_failed": sum(r.status is status.FAILED for r in records),

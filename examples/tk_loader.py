@@ -182,7 +182,7 @@ def start_filter(value: str | None) -> str | None:
 def process(task: syncpoint.Task, table: str, dest: Destination, records: Sequence[Any], where: str) -> None:
     """Map and upsert the records not yet done, then record each in the ledger (after the commit)."""
     ids = [record_id(r, f"{where}#{i}") for i, r in enumerate(records)]
-    skip = task.done_ids(ids)
+    skip = task.done_item_ids(ids)
     rows: list[Row] = []
     failures: list[tuple[str, Exception]] = []
     for rid, record in zip(ids, records, strict=True):
@@ -223,7 +223,7 @@ def retry_failed_items(task: syncpoint.Task, client: HttpClient, entity: str, ta
     failed = [item_id for item_id, _error, _retryable in task.failed_items()]
     for start in range(0, len(failed), 100):
         batch = failed[start : start + 100]
-        todo = set(batch) - task.done_ids(batch)
+        todo = set(batch) - task.done_item_ids(batch)
         for item_id in batch:
             if item_id not in todo:
                 continue

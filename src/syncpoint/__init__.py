@@ -15,7 +15,7 @@ from __future__ import annotations
 import warnings
 from typing import TYPE_CHECKING
 
-from syncpoint.cursors import NEWEST_FIRST, OLDEST_FIRST, OffsetCursor, PageCursor, TokenCursor, Watermark
+from syncpoint.cursors import NEWEST_FIRST, OLDEST_FIRST, OffsetCursor, Order, PageCursor, TokenCursor, Watermark
 from syncpoint.errors import (
     AttemptsExhausted,
     ConfigChanged,
@@ -105,6 +105,7 @@ __all__ = [
     "LockHolder",
     "MapSummary",
     "OffsetCursor",
+    "Order",
     "PageCursor",
     "PendingItems",
     "PhaseRecord",

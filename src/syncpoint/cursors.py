@@ -19,6 +19,7 @@ small even when a million records share one timestamp — and ``skip`` tells the
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
@@ -29,10 +30,22 @@ from syncpoint.errors import UsageError
 if TYPE_CHECKING:
     from syncpoint.task import Task
 
-NEWEST_FIRST = "newest_first"
-"""The API serves the newest records first: a resume asks for records up to the value reached (inclusive)."""
-OLDEST_FIRST = "oldest_first"
-"""The API serves the oldest records first: a resume asks for records from the value reached (inclusive)."""
+
+class Order(str, enum.Enum):
+    """The order in which an API serves records, which decides how a watermark resumes. An enum, like the
+    statuses; a ``str`` enum, so the plain strings ``"newest_first"`` / ``"oldest_first"`` (what the cursor
+    stores) are accepted and compare equal."""
+
+    NEWEST_FIRST = "newest_first"
+    """Newest records first: a resume asks for records up to the value reached (inclusive)."""
+    OLDEST_FIRST = "oldest_first"
+    """Oldest records first: a resume asks for records from the value reached (inclusive)."""
+
+
+NEWEST_FIRST = Order.NEWEST_FIRST
+"""``Order.NEWEST_FIRST`` (the same member), the short name ``task.watermark(syncpoint.NEWEST_FIRST)`` reads."""
+OLDEST_FIRST = Order.OLDEST_FIRST
+"""``Order.OLDEST_FIRST`` (the same member), the short name ``task.watermark(syncpoint.OLDEST_FIRST)`` reads."""
 WatermarkValue = datetime | date | str | int | float
 
 
@@ -124,18 +137,21 @@ class OffsetCursor(_Positioned):
 class Watermark:
     """A timestamp or ID watermark that knows its iteration order and the IDs at its boundary."""
 
-    def __init__(self, task: Task, order: str = NEWEST_FIRST) -> None:
-        if order not in (NEWEST_FIRST, OLDEST_FIRST):
-            raise UsageError(f"watermark order must be {NEWEST_FIRST!r} or {OLDEST_FIRST!r}, not {order!r}")
+    def __init__(self, task: Task, order: Order | str = Order.NEWEST_FIRST) -> None:
+        try:
+            self.order = Order(order)
+        except ValueError:
+            raise UsageError(f"watermark order must be {NEWEST_FIRST.value!r} or {OLDEST_FIRST.value!r}, "
+                             f"not {order!r}") from None
         self.task = task
-        self.order = order
         cursor = task.cursor if isinstance(task.cursor, dict) else {}
         self.value: WatermarkValue | None = None
         self._type: str | None = None
         if cursor.get("type") == "watermark":
-            if cursor.get("order") != order:
+            if cursor.get("order") != self.order.value:
                 raise UsageError(
-                    f"task {task.name!r} was checkpointed with order {cursor.get('order')!r}, not {order!r}; "
+                    f"task {task.name!r} was checkpointed with order {cursor.get('order')!r}, "
+                    f"not {self.order.value!r}; "
                     "start a new run to change the order"
                 )
             self._type = cursor.get("value_type")
@@ -145,7 +161,7 @@ class Watermark:
         self, start: WatermarkValue | None = None, end: WatermarkValue | None = None
     ) -> tuple[WatermarkValue | None, WatermarkValue | None]:
         """The (start, end) filter for the next request: explicit overrides win over the checkpoint."""
-        if self.order == NEWEST_FIRST:
+        if self.order is Order.NEWEST_FIRST:
             return start, end if end is not None else self.value
         return start if start is not None else self.value, end
 
@@ -164,20 +180,21 @@ class Watermark:
             self._type = _type_name(value)
         # A value behind the watermark (out-of-order source) is already covered by the resume filter; one at
         # exactly the watermark joins its boundary set.
-        cursor = {"type": "watermark", "order": self.order, "value": _encode(self.value), "value_type": self._type}
+        cursor = {"type": "watermark", "order": self.order.value, "value": _encode(self.value),
+                  "value_type": self._type}
         if moved or (self.value is not None and _key(value) == _key(self.value)):
             self.task.advance_watermark(cursor, item_id, new_boundary=moved)
         else:
             self.task.set_cursor(cursor, records=1)
 
-    def page_done(self) -> None:
-        """Count one page (the save policy commits every page by default); call it after the page's rows.
-        Its records were counted one by one by ``advance``."""
+    def done(self) -> None:
+        """The page is written: count it (the save policy commits every page by default). Called, as on every
+        cursor, after the page's rows; its records were counted one by one by ``advance``."""
         self.task.set_cursor(self.task.cursor, pages=1)
 
     def _beyond(self, value: WatermarkValue) -> bool:
         assert self.value is not None
-        if self.order == NEWEST_FIRST:
+        if self.order is Order.NEWEST_FIRST:
             return bool(_key(value) < _key(self.value))
         return bool(_key(value) > _key(self.value))
 

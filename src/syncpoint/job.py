@@ -18,6 +18,7 @@ from syncpoint.model import RunRecord, RunStatus, StateEntry, utcnow
 from syncpoint.names import check_job_name, check_run_id
 from syncpoint.options import RunOptions
 from syncpoint.pacing import SavePolicy
+from syncpoint.renamed import warn_renamed
 from syncpoint.run import Run
 from syncpoint.signals import exit_at_once_on_signal
 from syncpoint.stores import open_store
@@ -184,11 +185,19 @@ class Job:
                                   include_resumable=include_resumable)
         return retention.delete(self.store, self.name, doomed, dry_run=dry_run)
 
-    # -- state ---------------------------------------------------------------------------------------
-    def state(self) -> list[StateEntry]:
+    # -- bookmarks (job state) -------------------------------------------------------------------------
+    def bookmarks(self) -> list[StateEntry]:
+        """The job's committed bookmarks, read from the store: values that outlive runs, with when each was
+        written. Inside a run, ``run.state`` reads and writes them (and sees its own uncommitted writes)."""
         return self.store.get_state(self.name)
 
-    def reset_state(self, key: str | None = None) -> None:
+    def state(self) -> list[StateEntry]:
+        """Deprecated: ``bookmarks`` (a list of entries, unlike ``run.state``, the live, writable view)."""
+        warn_renamed("Job.state", "Job.bookmarks")
+        return self.bookmarks()
+
+    def reset_bookmarks(self, key: str | None = None) -> None:
+        """Delete the bookmark ``key``, or all of the job's bookmarks (``syncpoint state reset``)."""
         self.store.apply(ChangeSet(state_deletes=[StateDelete(self.name, key)]))
 
     def close(self) -> None:

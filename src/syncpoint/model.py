@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
+from syncpoint.renamed import warn_renamed
+
 JSON = dict[str, Any] | list[Any] | str | int | float | bool | None
 
 
@@ -32,10 +34,26 @@ class RunStatus(str, enum.Enum):
         return self is not RunStatus.COMPLETED
 
 
-class TaskStatus(str, enum.Enum):
+class _TaskStatusType(enum.EnumMeta):
+    """``TaskStatus.COMPLETE``, the member's name in 0.1.0, still answers, with a ``DeprecationWarning``.
+
+    An Enum alias (``COMPLETE = "complete"`` beside ``COMPLETED``) would answer silently; this answers only
+    when the normal lookup fails, so the members themselves cost nothing extra."""
+
+    def __getattr__(cls, name: str) -> Any:
+        if name == "COMPLETE":
+            warn_renamed("TaskStatus.COMPLETE", "TaskStatus.COMPLETED (the same member)")
+            return cls.COMPLETED
+        raise AttributeError(f"type object {cls.__name__!r} has no attribute {name!r}")
+
+
+class TaskStatus(str, enum.Enum, metaclass=_TaskStatusType):
+    """A task's status. The member names match ``RunStatus`` (``COMPLETED``); the stored values are the
+    ones every store already holds (``"complete"``), so no store is migrated."""
+
     PENDING = "pending"
     IN_PROGRESS = "in_progress"
-    COMPLETE = "complete"
+    COMPLETED = "complete"
     FAILED = "failed"
 
 

@@ -43,7 +43,7 @@ def _of_body(run: Run, exc: BaseException | None) -> Outcome:
         run.log.error("run %s failed", run.run_id, exc_info=exc)
     discard = (
         isinstance(exc, UsageError) and not run.resumed
-        and not any(run.buffer.persisted(t.name) for t in run.all_tasks())
+        and not any(run.buffer.persisted(t.name) for t in run.every_task())
     )
     return Outcome(RunStatus.FAILED, getattr(exc, "exit_code", EXIT_FAILED), str(exc) or type(exc).__name__,
                    exc, discard=discard)
@@ -52,10 +52,10 @@ def _of_body(run: Run, exc: BaseException | None) -> Outcome:
 def _finished(run: Run) -> Outcome:
     if run.tainted:
         return Outcome(RunStatus.FAILED, EXIT_FAILED, "a commit in the bound transaction failed and was rolled back")
-    for task in run.all_tasks():
+    for task in run.every_task():
         if task.status is TaskStatus.IN_PROGRESS:
             task.finish()  # the body has returned: a signal arriving now stops nothing
-    records = [t.record for t in run.all_tasks()]
+    records = [t.record for t in run.every_task()]
     retry = [r for r in records if r.status is TaskStatus.FAILED and r.retryable]
     if retry:
         names = ", ".join(f"{r.name} ({r.error})" for r in retry[:3]) + (", …" if len(retry) > 3 else "")
@@ -96,7 +96,7 @@ def log_end(run: Run, outcome: Outcome) -> None:
                   "--retry-failed retries them)") if outcome.permanent else ""
         log.info("run %s of job %s completed%s", run.run_id, run.job.name, failed)
     elif outcome.status in (RunStatus.INTERRUPTED, RunStatus.PARTIAL):
-        unfinished = [t.record for t in run.all_tasks() if t.status is not TaskStatus.COMPLETE]
+        unfinished = [t.record for t in run.every_task() if t.status is not TaskStatus.COMPLETED]
         positions = "; ".join(describe_position(r) for r in unfinished[:5])
         log.warning(
             "%s (%s); checkpoint committed: %s%s; continue with --resume",

@@ -3,7 +3,7 @@
     with job.run(options) as run, progress.track(run, options):
         ...
 
-A daemon thread samples the run's in-memory tasks about twice a second (``Run.task_snapshots``: a side-effect-free read
+A daemon thread samples the run's in-memory tasks about twice a second (``Run.task_records``: a side-effect-free read
 of each task's record and counters) and renders them; the run's hot path is not touched at all. Modes:
 
     live   a rich display on stderr: one line for the run, one per active task (bar, done/total, rec/s, ETA)
@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from syncpoint.errors import EXIT_PARTIAL, Stopped
 from syncpoint.model import TaskRecord, TaskStatus
-from syncpoint.progress_numbers import Rate, Totals, clock, describe, describe_active, eta, task_done
+from syncpoint.progress_numbers import Rate, Totals, clock, describe, describe_active, eta, processed
 from syncpoint.progress_view import MAX_TASK_ROWS, Frame, FrameData
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from syncpoint.run import Run
 
 __all__ = ["MAX_TASK_ROWS", "ProgressReporter", "Rate", "Totals", "choose_mode", "clock", "describe", "eta",
-           "interval_from", "task_done", "track"]
+           "interval_from", "processed", "track"]
 
 log = logging.getLogger("syncpoint.progress")
 
@@ -139,7 +139,7 @@ class ProgressReporter:
 
     def _sample(self) -> list[TaskRecord] | None:
         try:
-            records = self.run.task_snapshots()
+            records = self.run.task_records()
         except RuntimeError:  # the run added a task while we iterated; take the next sample
             return None
         now = time.monotonic()
@@ -155,10 +155,10 @@ class ProgressReporter:
                     rate = self._task_rates[record.name] = Rate()
                     if before is not None:
                         rate.add(before[0], before[1].get(record.name, 0))
-                rate.add(now, task_done(record))
+                rate.add(now, processed(record))
             else:
                 self._task_rates.pop(record.name, None)
-        self._last = (now, {r.name: task_done(r) for r in records})
+        self._last = (now, {r.name: processed(r) for r in records})
         return records
 
     def _rates(self, records: list[TaskRecord]) -> tuple[dict[str, float], float]:

@@ -19,7 +19,10 @@ from syncpoint.model import TaskRecord, TaskStatus
 RATE_WINDOW = 30.0
 
 
-def task_done(record: TaskRecord) -> int:
+def processed(record: TaskRecord) -> int:
+    """How far a task is: items recorded (done or failed), or records its cursor reported, whichever is
+    larger. The progress display, the dashboard and the metrics all count with this; their JSON calls it
+    ``done``."""
     return max(record.records, record.ok + record.failed)
 
 
@@ -42,20 +45,20 @@ class Totals:
         total: int | None = 0
         known_done = known_total = 0
         for r in records:
-            done = task_done(r)
+            done = processed(r)
             if r.total is not None:
                 known_done += done
                 known_total += max(r.total, done)
-            elif r.status is TaskStatus.COMPLETE:
+            elif r.status is TaskStatus.COMPLETED:
                 known_done += done
                 known_total += done
             else:
                 total = None
         return cls(
-            done=sum(task_done(r) for r in records),
+            done=sum(processed(r) for r in records),
             total=known_total if records and total is not None else None,
             failed=sum(r.failed for r in records),
-            tasks_done=sum(r.status is TaskStatus.COMPLETE for r in records),
+            tasks_done=sum(r.status is TaskStatus.COMPLETED for r in records),
             tasks=len(records),
             tasks_failed=sum(r.status is TaskStatus.FAILED for r in records),
             known_done=known_done,
@@ -152,6 +155,6 @@ def describe_active(records: list[TaskRecord], limit: int = 8) -> str:
     parts = []
     for r in records:
         if len(records) > 1 and r.status is TaskStatus.IN_PROGRESS and r.total:
-            done = task_done(r)
+            done = processed(r)
             parts.append(f"{r.name} {done}/{r.total} ({100.0 * done / r.total:.1f}%)")
     return "".join(f" · {part}" for part in parts[:limit])

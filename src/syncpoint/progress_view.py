@@ -146,7 +146,7 @@ def _status_text(record: TaskRecord, outcome: str | None) -> str:
     if record.status is TaskStatus.IN_PROGRESS and outcome is not None:
         return "done" if outcome == "finished" else "stopped"
     return {
-        TaskStatus.PENDING: "pending", TaskStatus.IN_PROGRESS: "running", TaskStatus.COMPLETE: "done",
+        TaskStatus.PENDING: "pending", TaskStatus.IN_PROGRESS: "running", TaskStatus.COMPLETED: "done",
         TaskStatus.FAILED: "failed",
     }[record.status]
 
@@ -157,7 +157,7 @@ def rows_to_show(records: list[TaskRecord]) -> list[TaskRecord]:
         return records
     active = [r for r in records if r.status is TaskStatus.IN_PROGRESS]
     failed = [r for r in records if r.status is TaskStatus.FAILED]
-    done = [r for r in records if r.status is TaskStatus.COMPLETE]
+    done = [r for r in records if r.status is TaskStatus.COMPLETED]
     chosen = (active + failed[-2:] + done[-2:])[:MAX_TASK_ROWS]
     keep = {id(r) for r in chosen}
     return [r for r in records if id(r) in keep]

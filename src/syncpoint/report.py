@@ -90,7 +90,7 @@ class RunSummary:
 
     @property
     def tasks_done(self) -> int:
-        return sum(t.status is TaskStatus.COMPLETE for t in self.tasks)
+        return sum(t.status is TaskStatus.COMPLETED for t in self.tasks)
 
     @property
     def ok(self) -> int:

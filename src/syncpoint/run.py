@@ -43,6 +43,7 @@ from syncpoint.names import check_value_name
 from syncpoint.options import RunOptions
 from syncpoint.outcome import final_outcome, log_end
 from syncpoint.pacing import Budget, Pacer, SavePolicy
+from syncpoint.renamed import warn_renamed
 from syncpoint.resume import choose_run
 from syncpoint.signals import SignalWatch, exit_code_for
 from syncpoint.state import JobState
@@ -274,7 +275,7 @@ class Run:
         wanted = None if names is None else {self.task(name).name for name in names}
         retry = self.options.retry_failed if retry_failed is None else retry_failed
         start = self.options.start_from if start_from is None else start_from
-        order = self.all_tasks()
+        order = self.every_task()
         if start is not None:
             index = next((i for i, t in enumerate(order) if t.name == start), None)
             if index is None:
@@ -282,16 +283,28 @@ class Run:
             order = order[index:]
         return [t for t in order if (wanted is None or t.name in wanted) and _offered(t.record, retry)]
 
-    def all_tasks(self) -> list[Task]:
+    def every_task(self) -> list[Task]:
+        """Every task of the run, in order, whatever its status (``tasks()`` gives only the ones to do)."""
         return sorted(list(self._tasks.values()), key=lambda t: t.position)
 
-    def task_snapshots(self) -> list[TaskRecord]:
-        """Every task's progress right now, in order; read-only, safe from a progress thread."""
-        return [task.snapshot() for task in self.all_tasks()]
+    def all_tasks(self) -> list[Task]:
+        """Deprecated: ``every_task``."""
+        warn_renamed("Run.all_tasks", "Run.every_task")
+        return self.every_task()
 
-    def phase_done(self, name: str) -> bool:
+    def task_records(self) -> list[TaskRecord]:
+        """Every task's record right now (``task.record``), in order; read-only, safe from a progress thread."""
+        return [task.record for task in self.every_task()]
+
+    def is_phase_complete(self, name: str) -> bool:
+        """Was the phase ``name`` completed (``complete_phase``) in this run?"""
         phase = self._phases.get(name)
         return phase is not None and phase.completed_at is not None
+
+    def phase_done(self, name: str) -> bool:
+        """Deprecated: ``is_phase_complete``."""
+        warn_renamed("Run.phase_done", "Run.is_phase_complete")
+        return self.is_phase_complete(name)
 
     def complete_phase(self, name: str) -> None:
         check_value_name(name, "phase name")
@@ -324,7 +337,10 @@ class Run:
 
     # -- safe points and commits ---------------------------------------------------------------------
     def checkpoint(self) -> None:
-        """A safe point: commit if the save policy says so; stop here if a signal or budget asks."""
+        """A safe point: commit if the save policy says so; stop here (``Stopped``) if a signal or budget asks.
+
+        Call it where stopping is safe, e.g. before each page. Not ``commit()``: that writes now and never
+        stops; this lets the policy batch commits (the redo window) and lets a Ctrl+C end the run here."""
         reason = self.pacer.stop_reason()
         if reason is not None:
             self._stop(reason)
@@ -332,7 +348,8 @@ class Run:
             self._commit_due()
 
     def commit(self) -> None:
-        """Commit buffered progress now (from any thread; commits run one at a time)."""
+        """Commit buffered progress now, whatever the save policy, and go on: never a stop (``checkpoint()``
+        is the safe point that may commit, and may stop). From any thread; commits run one at a time."""
         with self._committer.serial:
             self.record = replace(self.record, updated_at=utcnow())
             self._committer.commit(self.record)
@@ -401,7 +418,7 @@ class Run:
 def _offered(record: TaskRecord, retry_failed: bool) -> bool:
     """Does ``tasks()`` offer this task: not complete (or complete with failed items, when retrying them);
     failed only when retryable (or when retrying all failures)."""
-    if record.status is TaskStatus.COMPLETE:
+    if record.status is TaskStatus.COMPLETED:
         return retry_failed and record.failed > 0
     if record.status is TaskStatus.FAILED:
         return record.retryable or retry_failed

@@ -72,7 +72,7 @@ class Sampler:
 
     def take(self, run: Run, now: float) -> ProgressSample:
         ok = failed = records = pages = 0
-        for task in run.task_snapshots():
+        for task in run.task_records():
             ok += task.ok
             failed += task.failed
             records += task.records

@@ -50,7 +50,7 @@ class PendingItems(Generic[T]):
 
     def fresh(self, chunk: list[T]) -> list[T]:
         """The items of ``chunk`` still to process: one ledger lookup (this does store I/O)."""
-        skip = self.task.done_ids([self.key(item) for item in chunk])
+        skip = self.task.done_item_ids([self.key(item) for item in chunk])
         return [item for item in chunk if self.key(item) not in skip]
 
     def __iter__(self) -> Iterator[T]:

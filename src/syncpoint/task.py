@@ -21,12 +21,13 @@ from syncpoint.codec import check_json
 from syncpoint.failures import describe
 from syncpoint.model import JSON, LedgerEntry, LedgerKind, TaskRecord, TaskStatus, utcnow
 from syncpoint.names import check_item_id
+from syncpoint.renamed import warn_renamed
 from syncpoint.stores.base import ItemOutcome, Store
 
 if TYPE_CHECKING:
     import logging
 
-    from syncpoint.cursors import OffsetCursor, PageCursor, TokenCursor, Watermark
+    from syncpoint.cursors import OffsetCursor, Order, PageCursor, TokenCursor, Watermark
     from syncpoint.intervals import Point
     from syncpoint.sources import PendingItems, Slices
 
@@ -86,7 +87,8 @@ class Task:
 
     @property
     def record(self) -> TaskRecord:
-        """The task as the store will see it at the next commit. Read-only: safe from another thread."""
+        """The task as the store will see it at the next commit: its progress right now. Read-only: safe from
+        another thread (progress displays read it)."""
         base = self._base
         if not self._stale:
             return base
@@ -94,10 +96,6 @@ class Task:
             base, ok=self._ok, failed=self._failed, pages=self._pages, records=self._records,
             cursor=self._cursor, updated_at=utcnow(),
         )
-
-    def snapshot(self) -> TaskRecord:
-        """The task's progress right now (same as ``record``), for progress displays in other threads."""
-        return self.record
 
     def fold(self) -> TaskRecord:
         """Fold the live counters into the stored record (the buffer calls this under its lock)."""
@@ -123,8 +121,15 @@ class Task:
         return self._cursor
 
     @property
+    def is_complete(self) -> bool:
+        """The task's status is ``COMPLETED`` (not: "an item is done", which ``is_item_done`` asks)."""
+        return self._base.status is TaskStatus.COMPLETED
+
+    @property
     def done(self) -> bool:
-        return self._base.status is TaskStatus.COMPLETE
+        """Deprecated: ``is_complete`` ("done" is an item's or a page's word now)."""
+        warn_renamed("Task.done", "Task.is_complete")
+        return self.is_complete
 
     def _update(self, **changes: Any) -> None:
         with self._buffer.lock:
@@ -159,7 +164,7 @@ class Task:
                 error=f"{retryable} item(s) failed with retryable errors; --resume retries them",
             )
             return
-        self._update(status=TaskStatus.COMPLETE, error=None, retryable=False, completed_at=utcnow())
+        self._update(status=TaskStatus.COMPLETED, error=None, retryable=False, completed_at=utcnow())
 
     def _retryable_failures(self) -> int:
         """Items of this task whose last outcome is a retryable failure (committed first, then counted)."""
@@ -248,7 +253,8 @@ class Task:
 
         return OffsetCursor(self)
 
-    def watermark(self, order: str = "newest_first") -> Watermark:
+    def watermark(self, order: Order | str = "newest_first") -> Watermark:
+        """A watermark cursor for an API that serves records in ``order`` (``syncpoint.Order``, or its value)."""
         from syncpoint.cursors import Watermark
 
         return Watermark(self, order)
@@ -313,12 +319,14 @@ class Task:
             self._touch()
         self.run.after_progress(1, 0, 0)
 
-    def is_done(self, item_id: str | int) -> bool:
+    def is_item_done(self, item_id: str | int) -> bool:
+        """Is ``item_id`` one to skip: recorded done (``item_done``), or failed for good (unless retrying
+        failures)? For one ID; ask ``done_item_ids`` for a page of them."""
         item_id = check_item_id(item_id)
-        return item_id in self.done_ids([item_id])
+        return item_id in self.done_item_ids([item_id])
 
-    def done_ids(self, item_ids: Sequence[str]) -> set[str]:
-        """The IDs among ``item_ids`` to skip: processed, or failed for good (unless retrying failures).
+    def done_item_ids(self, item_ids: Sequence[str]) -> set[str]:
+        """The IDs among ``item_ids`` to skip: recorded done, or failed for good (unless retrying failures).
 
         One store query for the whole page. Retryable failures are always offered again.
         """
@@ -329,8 +337,18 @@ class Task:
             if outcome is ItemOutcome.OK or (outcome is ItemOutcome.FAILED_PERMANENT and not retry)
         }
 
+    def is_done(self, item_id: str | int) -> bool:
+        """Deprecated: ``is_item_done``."""
+        warn_renamed("Task.is_done", "Task.is_item_done")
+        return self.is_item_done(item_id)
+
+    def done_ids(self, item_ids: Sequence[str]) -> set[str]:
+        """Deprecated: ``done_item_ids``."""
+        warn_renamed("Task.done_ids", "Task.done_item_ids")
+        return self.done_item_ids(item_ids)
+
     def pending(self, items: Iterable[T], key: Callable[[T], str] = str, *, batch: int = 500) -> PendingItems[T]:
-        """The items still to process (``done_ids`` asked once per ``batch``), for ``run.map`` or a loop."""
+        """The items still to process (``done_item_ids`` asked once per ``batch``), for ``run.map`` or a loop."""
         from syncpoint.sources import PendingItems
 
         return PendingItems(self, items, key, batch)

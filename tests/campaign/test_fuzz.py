@@ -239,7 +239,7 @@ def test_postgres_names_are_values(pg_ready: str) -> None:
             runs = job.runs()
             assert len(runs) == 1 and runs[0].key == name
             assert [t.name for t in job.store.get_tasks(runs[0].run_id)] == [name]
-            assert job.state()[0].key == name
+            assert job.bookmarks()[0].key == name
             job.close()
         other = with_query(PG_URL, schema="public")
         code, out = _invoke(["--store", other, "runs", "list", "--json"], Path.cwd())

@@ -98,7 +98,7 @@ def test_a_lost_lock_is_rechecked_before_the_next_commit(schema: str, tmp_path: 
     try:
         runs = store.list_runs("counting")
         assert len(runs) == 1 and runs[0].status is syncpoint.RunStatus.COMPLETED  # not overwritten
-        assert all(t.status is syncpoint.TaskStatus.COMPLETE for t in store.get_tasks(runs[0].run_id))
+        assert all(t.status is syncpoint.TaskStatus.COMPLETED for t in store.get_tasks(runs[0].run_id))
         assert store.ledger_counts(runs[0].run_id, "items").ok == 100
     finally:
         store.close()

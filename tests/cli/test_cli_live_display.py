@@ -240,7 +240,7 @@ def test_frames_never_exceed_the_width(width: int) -> None:
 
     records = [rec("a-rather-long-task-name:org/repository-with-a-long-name", TaskStatus.IN_PROGRESS, ok=123456,
                    failed=789, total=10_000_000),
-               rec("short", TaskStatus.COMPLETE, records=5, total=5),
+               rec("short", TaskStatus.COMPLETED, records=5, total=5),
                rec("unknown", TaskStatus.IN_PROGRESS, records=999_999)]
     for outcome in (None, "interrupted (stopped by SIGTERM)"):
         console = Console(width=width, record=True, file=open(os.devnull, "w"), color_system=None)  # noqa: SIM115

@@ -48,7 +48,7 @@ def test_resume_all_continues_the_third_job_without_rerunning_the_first_two(
         assert pipeline_run.status is RunStatus.INTERRUPTED and pipeline_run.exit_code == 130
         tasks = {t.name: t for t in store.get_tasks(pipeline_run.run_id)}
         assert [tasks[n].status for n in ("j1", "j2", "j3", "j4")] == [
-            TaskStatus.COMPLETE, TaskStatus.COMPLETE, TaskStatus.IN_PROGRESS, TaskStatus.PENDING
+            TaskStatus.COMPLETED, TaskStatus.COMPLETED, TaskStatus.IN_PROGRESS, TaskStatus.PENDING
         ]
         assert isinstance(tasks["j3"].cursor, dict)
         j3_run = tasks["j3"].cursor["run_id"]
@@ -76,7 +76,7 @@ def test_resume_all_continues_the_third_job_without_rerunning_the_first_two(
     with opened(store_url) as store:
         [pipeline_run] = store.list_runs("sync-all")
         assert pipeline_run.status is RunStatus.COMPLETED and pipeline_run.attempts == 2
-        assert all(t.status is TaskStatus.COMPLETE for t in store.get_tasks(pipeline_run.run_id))
+        assert all(t.status is TaskStatus.COMPLETED for t in store.get_tasks(pipeline_run.run_id))
         assert [r.status for r in store.list_runs("j3")] == [RunStatus.COMPLETED]
 
 
@@ -174,7 +174,7 @@ def test_concurrent_members_a_failure_starts_no_new_member_and_lets_the_running_
         assert sorted(calls) == ["a:new", "b:new"]
         [run] = store.list_runs("all")
         tasks = {t.name: t.status for t in store.get_tasks(run.run_id)}
-        assert tasks == {"a": TaskStatus.COMPLETE, "b": TaskStatus.FAILED, "c": TaskStatus.PENDING}
+        assert tasks == {"a": TaskStatus.COMPLETED, "b": TaskStatus.FAILED, "c": TaskStatus.PENDING}
         pipeline.steps[1] = ("b", _job_step("b", store, calls))
         assert pipeline.execute(syncpoint.RunOptions(progress=False), resume_all=True) == 0
         assert sorted(calls[2:]) == ["b:resume", "c:new"]

@@ -130,12 +130,12 @@ def rec(name: str, status: TaskStatus, *, records: int = 0, ok: int = 0, failed:
 
 
 def test_totals() -> None:
-    known = Totals.of([rec("a", TaskStatus.COMPLETE, records=100, total=100),
+    known = Totals.of([rec("a", TaskStatus.COMPLETED, records=100, total=100),
                        rec("b", TaskStatus.IN_PROGRESS, ok=40, failed=2, total=200)])
     assert (known.done, known.total, known.failed, known.tasks_done, known.tasks) == (142, 300, 2, 1, 2)
     unknown = Totals.of([rec("a", TaskStatus.IN_PROGRESS, records=5), rec("b", TaskStatus.PENDING, total=9)])
     assert unknown.total is None and unknown.done == 5
-    finished = Totals.of([rec("a", TaskStatus.COMPLETE, records=7), rec("b", TaskStatus.PENDING, total=9)])
+    finished = Totals.of([rec("a", TaskStatus.COMPLETED, records=7), rec("b", TaskStatus.PENDING, total=9)])
     assert finished.total == 16  # a complete task without a total counts what it did
     assert Totals.of([]).total is None
 
@@ -221,6 +221,6 @@ def test_sampling_never_disturbs_the_run(tmp_path: Path) -> None:
     tasks = job.store.get_tasks(run.run_id)
     assert len(tasks) == 30
     for record in tasks:
-        assert record.status is TaskStatus.COMPLETE
+        assert record.status is TaskStatus.COMPLETED
         assert (record.ok, record.failed, record.records, record.cursor) == (392, 8, 400, {"last": 399})
     job.close()

@@ -57,7 +57,7 @@ def test_item_done_from_eight_threads_counts_exactly(url: str) -> None:
     assert (record.ok, record.failed) == (1980, 20)
     counts = job.store.ledger_counts(run.run_id, "t")
     assert (counts.ok, counts.failed) == (1980, 20)
-    assert {e.key for e in job.state()} == {f"w{n}" for n in range(8)}
+    assert {e.key for e in job.bookmarks()} == {f"w{n}" for n in range(8)}
 
 
 def test_map_over_pending_items_records_out_of_order_and_resume_retries_only_failures(url: str) -> None:
@@ -91,7 +91,7 @@ def test_map_over_pending_items_records_out_of_order_and_resume_retries_only_fai
     assert (summary.done, summary.failed) == (2, 0)  # only the retryable ones came back
     assert again.exit_code == 0
     [record] = job.store.get_tasks(run.run_id)
-    assert (record.status, record.ok, record.failed) == (TaskStatus.COMPLETE, 119, 1)
+    assert (record.status, record.ok, record.failed) == (TaskStatus.COMPLETED, 119, 1)
 
 
 def test_map_never_records_more_items_than_the_budget(url: str) -> None:
@@ -118,7 +118,7 @@ def test_map_over_tasks_isolates_failures(url: str) -> None:
         summary = run.map(collect, run.pending_tasks(names), concurrency=4)
     assert (summary.done, summary.failed) == (11, 1)
     statuses = {t.name: t.status for t in job.store.get_tasks(run.run_id)}
-    assert statuses["repo-5"] is TaskStatus.FAILED and statuses["repo-4"] is TaskStatus.COMPLETE
+    assert statuses["repo-5"] is TaskStatus.FAILED and statuses["repo-4"] is TaskStatus.COMPLETED
     assert run.exit_code == 1  # ValueError is retryable by default
     with job.run(resume=True) as again:
         assert [t.name for t in again.pending_tasks()] == ["repo-5"]

@@ -180,7 +180,7 @@ def test_an_oldest_first_watermark_resumes_at_its_value_and_skips_what_it_saw(ur
                     continue
                 written.append(record_id)
                 mark.advance(record_id, value)
-            mark.page_done()
+            mark.done()
 
     job = syncpoint.Job("events", store=url, save_policy=NO_SAVE_POLICY)
     codes = run_until_done(job, body, budget=40)

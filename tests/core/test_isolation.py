@@ -39,7 +39,7 @@ def test_isolated_errors_fail_their_task_and_any_other_error_ends_the_run_at_its
                     raise OSError("disk full")
     assert run.status is RunStatus.FAILED and "disk full" in (run.record.error or "")
     tasks = {t.name: t for t in job.store.get_tasks(run.run_id)}
-    assert tasks["alice"].status is TaskStatus.COMPLETE
+    assert tasks["alice"].status is TaskStatus.COMPLETED
     assert tasks["bob"].status is TaskStatus.FAILED and tasks["bob"].error == "401 token revoked"
     assert tasks["carol"].status is TaskStatus.IN_PROGRESS and tasks["carol"].cursor == {"type": "page", "page": 2}
     assert tasks["dave"].status is TaskStatus.PENDING  # the run ended before it
@@ -115,7 +115,7 @@ def test_an_error_handing_out_the_work_is_raised_not_taken_for_the_end_of_it(url
             run.map(processed.append, task.pending(range(1000), key=key, batch=100), concurrency=4)
     assert len(processed) <= 700
     [record] = job.store.get_tasks(run.run_id)
-    assert record.status is not TaskStatus.COMPLETE and run.status is RunStatus.FAILED
+    assert record.status is not TaskStatus.COMPLETED and run.status is RunStatus.FAILED
 
 
 def test_asyncio_map_with_errors_fails_those_items_and_raises_any_other(url: str) -> None:

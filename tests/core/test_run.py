@@ -117,7 +117,7 @@ def test_config_change_is_refused_naming_keys_unless_forced(url: str) -> None:
     stored = job.store.get_run(run.run_id)
     assert stored is not None and stored.config["org"] == "a" and stored.status is RunStatus.PARTIAL
     with changed.run(resume=True, force=True) as again:
-        assert again.task("t").is_done("1")
+        assert again.task("t").is_item_done("1")
     assert again.record.config["org"] == "b"
 
 
@@ -142,8 +142,8 @@ def test_items_failed_permanent_skipped_retryable_retried_and_retry_failed(url: 
         assert again.run_id == run.run_id
         assert [t.name for t in again.tasks()] == ["loader"]
         task = again.task("loader")
-        assert task.done_ids(["a", "b", "c", "d"]) == {"a", "b", "d"}
-        assert not task.is_done("c")
+        assert task.done_item_ids(["a", "b", "c", "d"]) == {"a", "b", "d"}
+        assert not task.is_item_done("c")
         assert list(task.pending(["a", "b", "c", "d"])) == ["c"]
         with task:
             todo = list(task.iterate(["a", "b", "c", "d"]))
@@ -164,7 +164,7 @@ def test_items_failed_permanent_skipped_retryable_retried_and_retry_failed(url: 
 
 
 def record_failures_then_retry_them(job: syncpoint.Job) -> tuple[syncpoint.Run, syncpoint.Run]:
-    """Items recorded again after they failed, each without asking ``done_ids``/``is_done``/``iterate`` first:
+    """Items recorded again after they failed, each without asking ``done_item_ids``/``is_item_done``/``iterate`` first:
     in the same window, after a commit, in a later run (the failure only in the store), twice in a row."""
     with job.run() as run, run.task("loader") as task:
         task.item_done("a")
@@ -363,11 +363,11 @@ def test_state_outlives_runs_and_phases_are_remembered(url: str) -> None:
         run.complete_phase("discovery")
     with job.run() as run:
         assert run.state["last_tweet_id"] == "1790000000000000001"
-        assert not run.phase_done("discovery")  # a new run has its own phases
+        assert not run.is_phase_complete("discovery")  # a new run has its own phases
     with job.run(resume_run=run.run_id, retry_failed=True) as again:
-        assert not again.phase_done("pulls")
-    job.reset_state("last_tweet_id")
-    assert job.state() == []
+        assert not again.is_phase_complete("pulls")
+    job.reset_bookmarks("last_tweet_id")
+    assert job.bookmarks() == []
 
 
 def test_cleanup_keep_and_age_and_delete(url: str) -> None:
@@ -455,7 +455,7 @@ def test_a_signal_after_the_body_returned_still_completes_the_run(url: str) -> N
     assert run.exit_code == 0
     latest = job.runs(limit=1)[0]
     assert latest.status is RunStatus.COMPLETED
-    assert [t.status for t in run.task_snapshots()] == [TaskStatus.COMPLETE]
+    assert [t.status for t in run.task_records()] == [TaskStatus.COMPLETED]
 
 
 def test_item_budget_bounds_a_page_cursor_sync_by_its_records(url: str) -> None:
@@ -490,7 +490,7 @@ def test_item_budget_counts_a_record_once_when_both_ledger_and_cursor_report_it(
     assert run.exit_code == 2
     # issue 11.4: never more than N items recorded — the 251st is refused (redone next time), in the third
     # page; counting both reports would have stopped it in the second
-    assert run.task_snapshots()[0].ok == 250
+    assert run.task_records()[0].ok == 250
 
 
 def test_item_budget_never_records_more_than_n_in_a_loop_without_iterate(url: str) -> None:

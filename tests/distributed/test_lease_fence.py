@@ -100,7 +100,7 @@ def test_the_finishing_commit_of_the_last_lease_ends_the_run_once(store: Postgre
     leased_run(store, tasks=2)
     a, b = take(store, "t0"), take(store, "t1")
     done = replace(progress("t0", 1, epoch=a, end="finished"))
-    done.tasks[0] = replace(done.tasks[0], status=TaskStatus.COMPLETE)
+    done.tasks[0] = replace(done.tasks[0], status=TaskStatus.COMPLETED)
     store.apply(done)
     assert store.get_run("r1").status is RunStatus.RUNNING  # type: ignore[union-attr]
     # failed for good after its last attempt, in a commit without its task record (a rolled-back bound one)
@@ -109,7 +109,7 @@ def test_the_finishing_commit_of_the_last_lease_ends_the_run_once(store: Postgre
     assert run is not None and run.status is RunStatus.FAILED and run.exit_code == 1
     assert run.error == ("1 of 2 task(s) failed with retryable errors after their last attempt; "
                          "see syncpoint runs show r1")
-    assert [t.status for t in store.get_tasks("r1")] == [TaskStatus.COMPLETE, TaskStatus.FAILED]
+    assert [t.status for t in store.get_tasks("r1")] == [TaskStatus.COMPLETED, TaskStatus.FAILED]
     with pytest.raises(LeaseLost):  # a finished lease takes no commit
         store.apply(progress("t1", 2, epoch=b))
 

@@ -103,7 +103,7 @@ def expected(server: BookmarksServer) -> Counter[tuple[str, str]]:
 def state(store: str) -> dict[str, Any]:
     job = syncpoint.Job(JOB, store=store)
     try:
-        return {e.key: e.value for e in job.state()}
+        return {e.key: e.value for e in job.bookmarks()}
     finally:
         job.close()
 
@@ -296,7 +296,7 @@ def test_revoked_token_is_isolated_and_retried(server: WatchedBookmarks, schema:
         job.close()
     assert tasks["bob"].status is TaskStatus.FAILED and not tasks["bob"].retryable
     assert "401" in (tasks["bob"].error or "")
-    assert tasks["alice"].status is TaskStatus.COMPLETE and tasks["carol"].status is TaskStatus.COMPLETE
+    assert tasks["alice"].status is TaskStatus.COMPLETED and tasks["carol"].status is TaskStatus.COMPLETED
     assert "bob.last_tweet_id" not in state(store)
 
     shown = subprocess.run([sys.executable, "-m", "syncpoint", "--store", store, "runs", "show", run.run_id],

@@ -75,7 +75,7 @@ class Bed:
     def state(self) -> dict[str, Any]:
         job = syncpoint.Job(self.job, store=self.store)
         try:
-            return {e.key: e.value for e in job.state()}
+            return {e.key: e.value for e in job.bookmarks()}
         finally:
             job.close()
 

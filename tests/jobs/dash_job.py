@@ -34,7 +34,7 @@ def main(items: int, delay: float, fail_every: int, error_text: str, job_name: s
     job = syncpoint.Job.from_options(job_name, {"items": items, "label": label}, sync, save_policy=policy)
 
     def body(run: syncpoint.Run) -> None:
-        if not run.phase_done("discover"):
+        if not run.is_phase_complete("discover"):
             run.complete_phase("discover")
         with run.task("pages") as pages:
             for page in range(5):

@@ -157,7 +157,7 @@ def test_task_upsert_replaces_fields_and_keeps_its_ledger(store_factory):
     store = store_factory()
     with_task(store, "t1")
     store.apply(ChangeSet(ledger=[ok("i1"), fail("i2")]))
-    moved = task("t1", position=5, status=TaskStatus.COMPLETE, cursor={"page": 9}, pages=9)
+    moved = task("t1", position=5, status=TaskStatus.COMPLETED, cursor={"page": 9}, pages=9)
     store.apply(ChangeSet(tasks=[moved]))
     assert store.get_tasks("r1") == [moved]
     assert store.ledger_lookup("r1", "t1", ["i1", "i2"]) == {"i1": OK, "i2": RETRY}

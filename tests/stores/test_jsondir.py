@@ -99,7 +99,7 @@ def test_every_change_set_field_survives_a_reopen(directory: Path) -> None:
     store = JsonDirStore(directory)
     task = TaskRecord(RUN, TASK, 0, TaskStatus.FAILED, watermark("2024-11-30T00:00:00+00:00"), 3, 250, 240, 10,
                       1000, "HTTP 503", True, T0, T0 + timedelta(minutes=1), None)
-    other = TaskRecord(RUN, "ünïcode/task:2", 1, TaskStatus.COMPLETE, {"page": 7}, completed_at=T0)
+    other = TaskRecord(RUN, "ünïcode/task:2", 1, TaskStatus.COMPLETED, {"page": 7}, completed_at=T0)
     phase = PhaseRecord(RUN, "discovery", 0, T0)
     store.apply(ChangeSet(
         runs=[run_record(key="2024-12-01")], tasks=[other, task], phases=[phase, PhaseRecord(RUN, "pulls", 1)],

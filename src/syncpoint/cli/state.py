@@ -27,7 +27,7 @@ def state() -> None:
 def show_state(cli: CliContext, job: str, as_json: bool) -> None:
     """Show JOB's bookmarks: key, value, when it was last set."""
     store = cli.store(read_only=True)
-    entries = Job(check_job(store, job), store=store).state()
+    entries = Job(check_job(store, job), store=store).bookmarks()
     if as_json:
         emit_json([codec.state_to_dict(e) for e in entries])
         return
@@ -53,7 +53,7 @@ def reset_state(cli: CliContext, job: str, key: str | None, yes: bool) -> None:
     """
     store = cli.store()
     target = Job(check_job(store, job), store=store)
-    keys = [e.key for e in target.state()]
+    keys = [e.key for e in target.bookmarks()]
     if key is not None:
         check_value_name(key, "state key")
         if key not in keys:
@@ -63,5 +63,5 @@ def reset_state(cli: CliContext, job: str, key: str | None, yes: bool) -> None:
         if not confirm(f"delete {what} of job {job!r}?", yes):
             click.echo("syncpoint: nothing deleted", err=True)
             raise click.exceptions.Exit(1)
-        target.reset_state(key)
+        target.reset_bookmarks(key)
     click.echo(f"deleted {what} of job {job!r}")

@@ -267,7 +267,7 @@ class WorkerRun:
 
     def _end(self, task: Task) -> Ending:
         record = task.record
-        if record.status is TaskStatus.COMPLETE:
+        if record.status is TaskStatus.COMPLETED:
             self._finish(LeaseState.FINISHED)
             return Ending.COMPLETED
         failures = self.failures + 1

@@ -18,6 +18,7 @@ from typing import Any
 from syncpoint import codec
 from syncpoint.liveness import holds_run
 from syncpoint.model import ProgressSample, RunHead, RunRecord, RunStatus, TaskRecord, TaskStatus
+from syncpoint.progress_numbers import processed
 from syncpoint.report import RunSummary, run_detail
 from syncpoint.stores import mask_url
 from syncpoint.stores.base import Store
@@ -29,12 +30,7 @@ JOBS_PAGE = 100  # jobs per page of the jobs page (the API gives all unless aske
 MAX_FAILED_SCAN = 200_000  # failed items read to count retryable ones or to search; beyond, counts are partial
 
 
-def task_done(task: TaskRecord) -> int:
-    """How far a task is: items recorded, or records reported by its cursor, whichever is larger."""
-    return max(task.ok + task.failed, task.records)
-
-
-def sample_done(sample: ProgressSample) -> int:
+def sample_processed(sample: ProgressSample) -> int:
     return max(sample.items_ok + sample.items_failed, sample.records)
 
 
@@ -112,12 +108,12 @@ def run_view(store: Store, run: RunRecord, samples: list[ProgressSample] | None 
     running = run.status is RunStatus.RUNNING
     for data, task in zip(detail["tasks"], tasks, strict=True):
         del data["failed_items"], data["failed_items_truncated"]  # paged: /api/runs/{id}/failed
-        data["done"] = done = task_done(task)
+        data["done"] = done = processed(task)
         data["progress_ratio"] = ratio_of(task)
         active = running and task.status is TaskStatus.IN_PROGRESS
         data["eta_seconds"] = eta(task.total, done, rate) if active else None
     total = run_total(tasks)
-    done = sum(task_done(t) for t in tasks)
+    done = sum(processed(t) for t in tasks)
     detail["progress"] = {
         "done": done,
         "total": total,
@@ -137,14 +133,14 @@ def task_total(task: TaskRecord) -> int | None:
     """The task's known size: its total, or (complete without one) what it did."""
     if task.total:
         return task.total
-    return task_done(task) if task.status is TaskStatus.COMPLETE else None
+    return processed(task) if task.status is TaskStatus.COMPLETED else None
 
 
 def ratio_of(task: TaskRecord) -> float | None:
     total = task_total(task)
-    if task.status is TaskStatus.COMPLETE:
+    if task.status is TaskStatus.COMPLETED:
         return 1.0
-    return None if not total else min(1.0, task_done(task) / total)
+    return None if not total else min(1.0, processed(task) / total)
 
 
 def run_total(tasks: list[TaskRecord]) -> int | None:
@@ -172,7 +168,7 @@ def rate_of(samples: list[ProgressSample]) -> float | None:
             break
         first = sample
     seconds = (last.at - first.at).total_seconds()
-    return None if seconds <= 0 else max(0.0, (sample_done(last) - sample_done(first)) / seconds)
+    return None if seconds <= 0 else max(0.0, (sample_processed(last) - sample_processed(first)) / seconds)
 
 
 def history(store: Store, run: RunRecord, samples: list[ProgressSample] | None = None) -> dict[str, Any]:
@@ -185,7 +181,7 @@ def history(store: Store, run: RunRecord, samples: list[ProgressSample] | None =
             rates.append({
                 "at": codec.ts(after.at),
                 "seconds": round((after.at - run.started_at).total_seconds(), 3),
-                "per_second": round(max(0, sample_done(after) - sample_done(before)) / seconds, 3),
+                "per_second": round(max(0, sample_processed(after) - sample_processed(before)) / seconds, 3),
             })
     return {"run_id": run.run_id, "samples": [codec.sample_to_dict(s) for s in samples], "rates": rates}
 

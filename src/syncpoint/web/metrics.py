@@ -28,8 +28,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from syncpoint.model import RunStatus
+from syncpoint.progress_numbers import processed
 from syncpoint.stores.base import Store
-from syncpoint.web.data import failed_counts, rate_of, run_total, task_done
+from syncpoint.web.data import failed_counts, rate_of, run_total
 
 
 class StoreCollector(Collector):
@@ -76,7 +77,7 @@ class StoreCollector(Collector):
             failed.add_metric([job, "permanent"], counts["permanent"])
             total = run_total(tasks)
             if total:
-                ratio.add_metric([job], min(1.0, sum(task_done(t) for t in tasks) / total))
+                ratio.add_metric([job], min(1.0, sum(processed(t) for t in tasks) / total))
             live = run.status is RunStatus.RUNNING
             now_rate = rate_of(store.get_samples(run.run_id)) if live else None
             rate.add_metric([job], now_rate or 0.0)
