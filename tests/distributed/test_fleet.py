@@ -141,3 +141,13 @@ def test_a_task_failed_for_good_ends_the_run_once_as_on_one_machine(bed: FleetBe
     assert bed.sql("SELECT failures FROM {s}.leases WHERE task = 't0001'") == [(1 if how == "permanent" else 3,)]
     assert bed.sql("SELECT count(*) FROM {s}.runs WHERE ended_at IS NOT NULL") == [(1,)]
     assert bed.sql("SELECT exit_code FROM {s}.runs") == [(1 if how == "attempts" else 0,)]
+
+
+def test_a_worker_until_done_on_a_store_where_nothing_was_queued_says_so(bed: FleetBed) -> None:
+    """A typo in the store URL or the job name would otherwise look like a finished collection (exit 0)."""
+    worker = bed.worker("--until-done", name="lonely")
+    code, err = worker.finish(timeout=30)
+    assert code == 64, err[-2000:]
+    line = [line for line in err.splitlines() if "error:" in line]
+    assert len(line) == 1 and f"no task of job '{bed.job}' was ever queued" in line[0], err[-2000:]
+    assert "Traceback" not in err

@@ -254,6 +254,9 @@ class Fleet:
     def work(self, *, concurrency: int = 1, until_done: bool = False, name: str | None = None) -> int:
         """Work on this job's queue until a signal (or, with ``until_done``, until no task is left); the exit code.
 
+        ``until_done`` on a store where no task of the job was ever queued is a usage error (exit 64): it is
+        most likely the wrong store or job name, and must not pass for a finished collection.
+
         A first SIGINT/SIGTERM hands every task in progress back (commit, lease queued for another worker at
         once) and exits 130/143; a second exits at once (the leases then wait for ``stall_timeout``). Logging is
         set up unless the program did (one line per task taken over, handed back, failed or done); an error a
@@ -278,6 +281,12 @@ class Fleet:
         for signum in (signal.SIGINT, signal.SIGTERM):  # until the worker's own handlers: nothing held yet
             signal.signal(signum, _exit_on_signal)
         self.prepare()
+        if until_done:
+            with self.store.connection() as conn:
+                if not self._sql.ever_queued(conn, self.job.name):
+                    raise UsageError(
+                        f"no task of job {self.job.name!r} was ever queued in {self.store.location}; start the "
+                        "fan-out first (fleet.start), or check the store URL")
         self._stop = None
         return asyncio.run(self._work(concurrency, until_done))
 

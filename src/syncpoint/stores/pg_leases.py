@@ -138,6 +138,12 @@ class LeaseSql:
         ).fetchone()
         return int(row[0]) if row else 0
 
+    def ever_queued(self, conn: Conn, job: str) -> bool:
+        """Whether any task of the job was ever queued in this store (a worker told to work until done on a
+        store without any is most likely pointed at the wrong one)."""
+        return conn.execute(self._q("SELECT EXISTS (SELECT 1 FROM {s}.leases WHERE job = %s)"), (job,)).fetchone() \
+            == (True,)
+
     def late_commits(self, conn: Conn, run_id: str) -> list[tuple[str, int]]:
         """(task, epoch) of every epoch that committed after the next epoch was granted: a fenced commit that
         landed. Always empty while the fence holds; the reliability tests check it from the store."""
