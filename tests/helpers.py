@@ -66,6 +66,27 @@ def drop_pg_schema(name: str) -> None:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
 
 
+def late_commits(schema: str, run_id: str) -> list[tuple[str, int]]:
+    """Lease epochs that committed after the next epoch was granted (the store's own audit, must be none)."""
+    import psycopg
+
+    from syncpoint.stores.pg_leases import LeaseSql
+
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        return LeaseSql(schema).late_commits(conn, run_id)
+
+
+def drop_fleet_schema(schema: str, job: str) -> None:
+    """Drop a distributed job's schema and its queue's jobs (procrastinate's tables are shared by schemas)."""
+    import psycopg
+
+    from syncpoint.distributed.fleet import default_queue
+
+    drop_pg_schema(schema)
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute("DELETE FROM procrastinate_jobs WHERE queue_name = %s", (default_queue(schema, job),))
+
+
 EMBEDDED_STORES = [pytest.param("sqlite", id="sqlite"), pytest.param("json", id="json")]
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from helpers import PG_URL, ROOT, Child, drop_pg_schema, run_job, with_query
+from helpers import PG_URL, ROOT, Child, drop_fleet_schema, late_commits, run_job, with_query
 from psycopg import sql
 
 FLEET_JOB = str(ROOT / "tests" / "jobs" / "fleet_job.py")
@@ -59,13 +59,8 @@ class FleetBed:
         rows = self.sql("SELECT task, state, epoch FROM {s}.leases WHERE run_id = %s", run_id)
         return {task: (state, int(epoch)) for task, state, epoch in rows}
 
-    def late_commits(self, run_id: str) -> list[tuple[Any, ...]]:
-        """Epochs that committed after the next epoch was granted: fenced commits that landed (must be none)."""
-        return self.sql(
-            "SELECT g.task, g.epoch FROM {s}.lease_grants g JOIN {s}.lease_grants n ON n.run_id = g.run_id "
-            "AND n.task = g.task AND n.epoch = g.epoch + 1 WHERE g.run_id = %s AND g.last_commit_at > n.granted_at",
-            run_id,
-        )
+    def late_commits(self, run_id: str) -> list[tuple[str, int]]:
+        return late_commits(self.schema, run_id)
 
     def file_ids(self) -> Counter[str]:
         found: Counter[str] = Counter()
@@ -79,7 +74,7 @@ class FleetBed:
         return Counter(r[0] for r in self.sql("SELECT id FROM {s}.fleet_dest WHERE job = %s", self.job))
 
     def drop(self) -> None:
-        drop_pg_schema(self.schema)
+        drop_fleet_schema(self.schema, self.job)
 
 
 def expected_ids(tasks: int, pages: int = 5, page_size: int = 4) -> set[str]:

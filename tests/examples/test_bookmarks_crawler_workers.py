@@ -24,11 +24,10 @@ import psycopg
 import pytest
 from bookmarks_server import BookmarksServer
 from ex_support import ROOT, Program, first_to_log, python
-from helpers import PG_URL, drop_pg_schema, require_pg, with_query
+from helpers import PG_URL, drop_fleet_schema, require_pg, with_query
 from psycopg import sql
 
 import syncpoint
-from syncpoint.distributed.fleet import default_queue
 from syncpoint.testing.server import FaultPlan
 
 pytestmark = pytest.mark.postgres
@@ -89,10 +88,7 @@ def bed(tmp_path: Path) -> Iterator[Bed]:
         try:
             yield made
         finally:
-            drop_pg_schema(made.schema)
-            with psycopg.connect(PG_URL, autocommit=True) as conn:  # procrastinate's tables are shared
-                conn.execute("DELETE FROM procrastinate_jobs WHERE queue_name = %s",
-                             (default_queue(made.schema, made.job),))
+            drop_fleet_schema(made.schema, made.job)
 
 
 def test_three_workers_one_killed_mid_user_store_every_bookmark_once(bed: Bed) -> None:

@@ -25,10 +25,9 @@ import psycopg
 import pytest
 from ex_support import GH_TOKEN, GH_YEAR_END, PageWatch, Program, first_to_log, load_example, python
 from github_server import GitHubServer
-from helpers import PG_URL, drop_pg_schema, require_pg, with_query
+from helpers import PG_URL, drop_fleet_schema, late_commits, require_pg, with_query
 from psycopg import sql
 
-from syncpoint.distributed.fleet import default_queue
 from syncpoint.testing.server import FaultPlan, Reply, Request
 
 pytestmark = pytest.mark.postgres
@@ -108,13 +107,8 @@ class Bed:
         with psycopg.connect(PG_URL, autocommit=True) as conn:
             return conn.execute(sql.SQL(text).format(s=sql.Identifier(self.schema)), args).fetchall()
 
-    def late_commits(self, run_id: str) -> list[tuple[Any, ...]]:
-        """Epochs that committed after the next epoch was granted: fenced commits that landed (must be none)."""
-        return self.sql(
-            "SELECT g.task, g.epoch FROM {s}.lease_grants g JOIN {s}.lease_grants n ON n.run_id = g.run_id "
-            "AND n.task = g.task AND n.epoch = g.epoch + 1 WHERE g.run_id = %s AND g.last_commit_at > n.granted_at",
-            run_id,
-        )
+    def late_commits(self, run_id: str) -> list[tuple[str, int]]:
+        return late_commits(self.schema, run_id)
 
 
 @pytest.fixture
@@ -126,10 +120,7 @@ def bed(tmp_path: Path) -> Iterator[Bed]:
         try:
             yield made
         finally:
-            drop_pg_schema(made.schema)
-            with psycopg.connect(PG_URL, autocommit=True) as conn:  # procrastinate's tables are shared
-                conn.execute("DELETE FROM procrastinate_jobs WHERE queue_name = %s",
-                             (default_queue(made.schema, made.job),))
+            drop_fleet_schema(made.schema, made.job)
 
 
 def pages(server: GitHubServer, repo: str, endpoint: str) -> int:

@@ -36,7 +36,6 @@ from typing import Any, TypeVar
 import procrastinate
 from procrastinate.worker import Worker
 
-from syncpoint import codec
 from syncpoint.distributed.worker_run import Attempts, WorkerRun
 from syncpoint.errors import (
     EXIT_OK,
@@ -413,4 +412,4 @@ class Keeper(threading.Thread):
             except StoreError as err:  # the database is away for a moment: the next tick tries again
                 log.warning("%s", err)
             except Exception as exc:  # never let the keeper die silently: heartbeats would stop
-                log.error("keeper: %s: %s", type(exc).__name__, codec.dumps(str(exc)))
+                log.error("keeper: %s: %s", type(exc).__name__, exc)
