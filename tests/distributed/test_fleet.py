@@ -151,3 +151,20 @@ def test_a_worker_until_done_on_a_store_where_nothing_was_queued_says_so(bed: Fl
     line = [line for line in err.splitlines() if "error:" in line]
     assert len(line) == 1 and f"no task of job '{bed.job}' was ever queued" in line[0], err[-2000:]
     assert "Traceback" not in err
+
+
+def test_a_second_sigterm_exits_at_once_and_the_lease_waits_for_the_stall_timeout(bed: FleetBed) -> None:
+    """The first SIGTERM waits for the task's next safe point (a page takes 3 s here); the second exits 143 at
+    once, without the hand-off: the lease stays held at its epoch until the stall timeout hands it on."""
+    run_id = bed.start(1)
+    worker = bed.worker("--page-delay", "3", name="slow")
+    wait_for(worker, "PAGE t0000 0")
+    worker.proc.send_signal(signal.SIGTERM)
+    wait_for(worker, "a second signal exits at once")  # two signals sent at once would merge into one
+    worker.proc.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    code, err = worker.finish(timeout=20)
+    assert code == 143, err[-2000:]
+    assert time.monotonic() - started < 2.5  # not after the page in flight (3 s)
+    assert "Traceback" not in err
+    assert bed.leases(run_id)["t0000"] == ("leased", 1)  # no hand-off commit: the stall timeout recovers it

@@ -3,6 +3,7 @@ holds the lease, in the same transaction; the audit of grants shows from the sto
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -143,3 +144,30 @@ def test_get_task_reads_one_task_of_a_run(kind: str, tmp_path: Path, request: py
     found = opened.get_task("r1", "a")
     assert found is not None and (found.name, found.cursor, found.position) == ("a", {"page": 1}, 0)
     assert opened.get_task("r1", "zz") is None and opened.get_task("nope", "a") is None
+
+
+def test_a_worker_paused_inside_a_fenced_commit_is_cut_off_after_the_stall_timeout(store: PostgresStore) -> None:
+    """The fence locks the lease row until its transaction ends; a worker stopped between the fence and its
+    COMMIT (SIGSTOP, a partition) must not hold it for ever: the server ends that session after the lease's
+    stall timeout, which releases the row for the next grant."""
+    leased_run(store)
+    epoch = take(store)
+    with store.transaction() as conn:  # the holder's fleet's stall timeout: 1 s
+        conn.execute(f'UPDATE "{store.schema}".leases SET stall_timeout = 1.0')
+    with psycopg.connect(PG_URL) as paused:
+        store.apply_in(paused, progress("t0", 1, epoch=epoch))  # fenced, and then idle in its transaction
+        pid = paused.info.backend_pid
+        deadline = time.monotonic() + 15
+        with psycopg.connect(PG_URL, autocommit=True) as watcher:
+            while time.monotonic() < deadline:
+                alive = watcher.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()
+                if alive is None:
+                    break
+                time.sleep(0.1)  # polling the server for the session's end, bounded by the deadline
+            assert alive is None, "the paused session still holds the lease row"
+        with pytest.raises(psycopg.Error, match="idle-in-transaction timeout"):
+            paused.execute("SELECT 1")
+    with store.transaction() as conn:  # the row is free: the reaper and the next grant can have it
+        LeaseSql(store.schema).requeue(conn, "r1", "t0", 2)
+    assert take(store, queue_job=2) == epoch + 1
+    assert store.get_tasks("r1")[0].cursor is None  # the paused commit never landed

@@ -306,6 +306,8 @@ class Fleet:
             if self._stop is not None:
                 os._exit(code)  # the second signal: at once; the last commits stand
             exit_code = code
+            log.info("%s: tasks in progress are handed back at their next safe point; a second signal exits at once",
+                     signal.Signals(signum).name)
             self.request_stop(f"stopped by {signal.Signals(signum).name}", code)
             worker.stop()  # type: ignore[no-untyped-call]
 

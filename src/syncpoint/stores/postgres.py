@@ -286,6 +286,7 @@ class Queries:
         """Turn a change set into statements (all values bound), in the order ``ChangeSet`` documents."""
         plan = Plan()
         fence = changes.fence
+        plan.fenced_in_caller = fence is not None
         if fence is not None:  # first: nothing else of the change set may land without the lease
             plan.head.append((self.lease_fence, [(fence.run_id, fence.task, fence.epoch, fence.end, fence.failed)]))
         if changes.run_deletes:
@@ -339,6 +340,7 @@ class Plan:
     ledger: dict[tuple[str, str], list[LedgerRow]] = field(default_factory=dict)  # deduplicated, sorted
     tail: list[Statement] = field(default_factory=list)  # state deletes, state
     fenced: tuple[bytes, tuple[Any, ...]] | None = None  # a leased task's page: one statement with its fence
+    fenced_in_caller: bool = False  # a fence at all (what apply_in must let the server's idle timeout see)
 
     def single_statement(self) -> tuple[bytes, tuple[Any, ...]] | None:
         """The one statement of a one-row change set, which then needs no explicit transaction."""
@@ -547,23 +549,30 @@ class PostgresStore(Store):
         ledger COPY, and one for the rest and the commit.
         """
         begin, end, abort = frame
+        # Inside the caller's transaction, a fenced change set leaves the lease row locked until the caller
+        # commits; the fence sets an idle-in-transaction timeout so that a caller paused there cannot hold it
+        # for ever. The server arms that timeout only after a statement outside a pipeline: the last one is.
+        settle = end if frame is _NESTED and plan.fenced_in_caller else None
         try:
             if plan.task_keys:
-                self._write_with_ledger(conn, plan, begin, end)
-                return
-            cur = conn.cursor(row_factory=tuple_row)
-            with conn.pipeline():
-                cur.execute(begin)
-                for query, rows in plan.head + plan.tail:
-                    cur.executemany(query, rows)
-                cur.execute(end)
+                self._write_with_ledger(conn, plan, begin, end if settle is None else None)
+            else:
+                cur = conn.cursor(row_factory=tuple_row)
+                with conn.pipeline():
+                    cur.execute(begin)
+                    for query, rows in plan.head + plan.tail:
+                        cur.executemany(query, rows)
+                    if settle is None:
+                        cur.execute(end)
+            if settle is not None:
+                conn.execute(settle)
         except BaseException:
             with contextlib.suppress(psycopg.Error):
                 for statement in abort:
                     conn.execute(statement)
             raise
 
-    def _write_with_ledger(self, conn: Conn, plan: Plan, begin: str, end: str) -> None:
+    def _write_with_ledger(self, conn: Conn, plan: Plan, begin: str, end: str | None) -> None:
         cur = conn.cursor(row_factory=tuple_row)
         lookup = conn.cursor(row_factory=tuple_row)
         copies = [key for key, rows in plan.ledger.items() if len(rows) >= _COPY_MIN and self._copy_ok(key)]
@@ -594,7 +603,8 @@ class PostgresStore(Store):
                 cur.execute(self.queries.ledger_upsert, (task_ids[key], *columns))
             for query, rows in plan.tail:
                 cur.executemany(query, rows)
-            cur.execute(end)
+            if end is not None:
+                cur.execute(end)
 
     def _copy_ok(self, key: tuple[str, str]) -> bool:
         """False for a few batches after a COPY of this task's ledger met IDs already there."""
