@@ -223,6 +223,40 @@ def test_a_stale_holder_row_is_not_trusted(pg_url, pg_schema_url):
     store.close()
 
 
+def test_the_loser_of_a_race_names_a_holder_that_has_just_taken_the_lock(pg_url, pg_schema_url):
+    """The winner takes the advisory lock, then writes its name: a loser that asks in between is answered
+    with the name once it is there (within a second), not with "it has not written its name yet"."""
+    store = PostgresStore(pg_schema_url)
+    store.lock("job").release()  # the schema exists
+    key = pgm.advisory_key(store.schema, "job")
+    asked = "l.locktype = 'advisory'"  # a line of the store's lock-holder query
+
+    def name_after_the_loser_asked(holder: psycopg.Connection) -> None:
+        with psycopg.connect(pg_url, autocommit=True) as watcher:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                seen = watcher.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND pid <> %s "
+                    "AND strpos(query, %s) > 0", (holder.info.backend_pid, asked)).fetchone()
+                if seen and seen[0]:
+                    break
+            holder.execute(store.queries.lock_write, ("job", "racer", 4242, "2026-12-01T00:00:00", None))
+
+    with psycopg.connect(pg_url, autocommit=True) as holder:
+        assert holder.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone() == (True,)
+        namer = threading.Thread(target=name_after_the_loser_asked, args=(holder,))
+        namer.start()
+        try:
+            with pytest.raises(JobLocked) as caught:
+                store.lock("job")
+        finally:
+            namer.join(timeout=15)
+        assert caught.value.holder is not None and (caught.value.holder.host, caught.value.holder.pid) == (
+            "racer", 4242), str(caught.value)
+        assert "pid 4242 on racer" in str(caught.value)
+    store.close()
+
+
 # -- lost connections -----------------------------------------------------------------------------------
 def test_apply_and_reads_survive_terminated_backends(pg_url, pg_schema, caplog):
     app = f"sp_test_{uuid.uuid4().hex[:8]}"

@@ -793,10 +793,7 @@ class PostgresJobLock(JobLock):
         try:
             with _translate(self.store.target):
                 conn.execute(_KEEPALIVES)  # so the server also notices a vanished machine, not only a process
-                got = conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
-                if not (got and got[0]):
-                    holder = self.store.lock_holder(self.job)
-                    raise JobLocked(self.job, None if holder is None or holder.pid == 0 else holder)
+                self._try_lock(conn)
                 since = self.since = utcnow().isoformat(timespec="seconds")
                 args = (self.job, socket.gethostname(), os.getpid(), since, self.run_id)
                 conn.execute(self.store.queries.lock_write, args)
@@ -804,6 +801,24 @@ class PostgresJobLock(JobLock):
         except BaseException:
             conn.close()
             raise
+
+    def _try_lock(self, conn: Conn, wait: float = 1.0) -> None:
+        """Take the lock or raise ``JobLocked`` naming the holder.
+
+        A holder that has just taken the lock writes its name a moment later (and one that has just let go
+        leaves the lock free): for up to ``wait`` seconds, an unnamed holder is asked again, and a freed
+        lock tried again, so that the loser of a race says who won instead of "not written its name yet".
+        """
+        deadline = time.monotonic() + wait
+        while True:
+            got = conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
+            if got and got[0]:
+                return
+            holder = self.store.lock_holder(self.job)
+            named = holder is not None and holder.pid != 0
+            if named or time.monotonic() >= deadline:
+                raise JobLocked(self.job, holder if named else None)
+            time.sleep(0.01)
 
     @property
     def held(self) -> bool:
