@@ -121,6 +121,10 @@ def test_the_wheel_metadata_carries_the_one_version_and_the_command(dist: Dist) 
         metadata = archive.read(f"{info}/METADATA").decode()
         entry_points = archive.read(f"{info}/entry_points.txt").decode()
     assert re.search(rf"^Version: {re.escape(syncpoint.__version__)}$", metadata, re.M)
+    assert re.search(r"^License-Expression: MIT$", metadata, re.M)
+    assert re.search(r"^License-File: LICENSE$", metadata, re.M)
+    with zipfile.ZipFile(dist.wheel) as archive:
+        assert archive.read(f"{info}/licenses/LICENSE").decode().startswith("MIT License")
     assert "syncpoint = syncpoint.cli.main:main" in entry_points
     for extra in ("http", "postgres", "procrastinate", "web", "docs", "dev"):
         assert re.search(rf"^Provides-Extra: {extra}$", metadata, re.M), extra
@@ -141,7 +145,7 @@ def test_the_version_is_written_in_one_place() -> None:
 def test_the_sdist_holds_sources_and_docs_but_no_junk(dist: Dist) -> None:
     with tarfile.open(dist.sdist) as archive:
         members = [m.split("/", 1)[1] for m in archive.getnames() if "/" in m]
-    for needed in ("pyproject.toml", "README.md", "CHANGELOG.md", "MANIFEST.in", "src/syncpoint/__init__.py",
+    for needed in ("pyproject.toml", "README.md", "LICENSE", "CHANGELOG.md", "MANIFEST.in", "src/syncpoint/__init__.py",
                    "src/syncpoint/py.typed", "docs/ARCHITECTURE.md"):
         assert needed in members, needed
     junk = re.compile(r"(^|/)(\.venv|\.git|__pycache__|\.pytest_cache|\.mypy_cache|\.ruff_cache|\.hypothesis|"
