@@ -115,6 +115,32 @@ def test_the_finishing_commit_of_the_last_lease_ends_the_run_once(store: Postgre
         store.apply(progress("t1", 2, epoch=b))
 
 
+def test_a_heartbeat_keeps_the_shared_run_s_updated_time_and_duration_current(store: PostgresStore) -> None:
+    """Workers commit tasks, not the run's record: the keeper's heartbeat moves the run's ``updated_at``, so
+    ``runs list`` and the dashboard show a shared run's duration growing, not frozen at its fan-out."""
+    from datetime import timedelta
+
+    from syncpoint.report import duration_seconds
+
+    hour_ago = utcnow() - timedelta(hours=1)
+    leased_run(store)
+    store.apply(ChangeSet(runs=[RunRecord("r1", "j", RunStatus.RUNNING, {}, "d", hour_ago, hour_ago)]))
+    epoch = take(store)
+    sql = LeaseSql(store.schema)
+    with store.connection() as conn:
+        assert sql.heartbeat(conn, [("r1", "t0", epoch + 1)]) == {("r1", "t0", epoch + 1)}  # not held: lost
+    assert store.get_run("r1").updated_at == hour_ago  # type: ignore[union-attr]  # a lost lease touches nothing
+    with store.connection() as conn:
+        assert sql.heartbeat(conn, [("r1", "t0", epoch)]) == set()
+    run = store.get_run("r1")
+    assert run is not None and duration_seconds(run) >= 3599 and utcnow() - run.updated_at < timedelta(minutes=1)
+    ended = replace(run, status=RunStatus.COMPLETED, updated_at=hour_ago, ended_at=hour_ago)
+    store.apply(ChangeSet(runs=[ended]))
+    with store.connection() as conn:
+        sql.heartbeat(conn, [("r1", "t0", epoch)])
+    assert store.get_run("r1").updated_at == hour_ago  # type: ignore[union-attr]  # an ended run stays ended
+
+
 def test_the_audit_finds_a_commit_that_landed_after_the_next_grant(store: PostgresStore) -> None:
     """The check the reliability tests rely on can fail: a commit stamped after its successor's grant."""
     leased_run(store)

@@ -86,15 +86,24 @@ class LeaseSql:
         return Grant(epoch, int(row[1]))
 
     def heartbeat(self, conn: Conn, held: Sequence[tuple[str, str, int]]) -> set[tuple[str, str, int]]:
-        """Refresh the heartbeat of the leases still held at their epochs; the ones that were lost."""
+        """Refresh the heartbeat of the leases still held at their epochs; the ones that were lost.
+
+        The runs of the leases still held are touched too (``updated_at``): workers commit tasks, not the
+        run's record, and without this a shared run's ``updated`` and duration would stand still at its
+        fan-out until it ends. Once per heartbeat and worker, so page commits never wait on the run's row.
+        """
         if not held:
             return set()
         rows = conn.execute(
             self._q(
-                "UPDATE {s}.leases l SET heartbeat_at = clock_timestamp() "
+                "WITH beat AS (UPDATE {s}.leases l SET heartbeat_at = clock_timestamp() "
                 "FROM unnest(%s::text[], %s::text[], %s::int8[]) AS h(run_id, task, epoch) "
                 "WHERE l.run_id = h.run_id AND l.task = h.task AND l.epoch = h.epoch AND l.state = 'leased' "
-                "RETURNING l.run_id, l.task, l.epoch"
+                "RETURNING l.run_id, l.task, l.epoch), "
+                "touched AS (UPDATE {s}.runs r SET updated_at = clock_timestamp() "
+                "WHERE r.run_id IN (SELECT run_id FROM beat) AND r.status = 'running' "
+                "AND r.updated_at < clock_timestamp()) "
+                "SELECT run_id, task, epoch FROM beat"
             ),
             ([h[0] for h in held], [h[1] for h in held], [h[2] for h in held]),
         ).fetchall()
