@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from syncpoint.errors import LockHolder
-from syncpoint.model import LeaseInfo, LeaseState, RunRecord, RunStatus, utcnow
+from syncpoint.model import LeaseInfo, LeaseState, RunHead, RunRecord, RunStatus, utcnow
 from syncpoint.stores.base import Store
 
 FRESH_HEARTBEAT_SECONDS = 60.0
@@ -61,14 +61,14 @@ def live_leases(leases: Iterable[LeaseInfo]) -> list[LeaseInfo]:
     return [lease for lease in leases if is_live(lease)]
 
 
-def live_workers(store: Store, run: RunRecord) -> list[LeaseInfo]:
+def live_workers(store: Store, run: RunRecord | RunHead) -> list[LeaseInfo]:
     """The live leases of ``run`` (none unless it is ``running``: a run that ended has no workers)."""
     if run.status is not RunStatus.RUNNING:
         return []
     return live_leases(store.leases(run.run_id))
 
 
-def holds_run(holder: LockHolder | None, run: RunRecord) -> bool:
+def holds_run(holder: LockHolder | None, run: RunRecord | RunHead) -> bool:
     """Whether the job's lock holder works on ``run``: it names the run, or has not said yet which one."""
     return holder is not None and run.status is RunStatus.RUNNING and holder.run_id in (None, run.run_id)
 
@@ -80,9 +80,14 @@ def run_is_live(store: Store, run: RunRecord) -> bool:
     return holds_run(store.lock_holder(run.job), run) or bool(live_workers(store, run))
 
 
+def holders(leases: Iterable[LeaseInfo]) -> list[str]:
+    """The distinct holders of ``leases`` (``holder_text``), in order of first appearance."""
+    return list(dict.fromkeys(holder_text(lease) for lease in leases))
+
+
 def describe_workers(leases: Sequence[LeaseInfo], most: int = 3) -> str:
     """The distinct holders of ``leases``, for one line: ``pid 4242 on host-a, pid 77 on host-b and 2 more``."""
-    names = list(dict.fromkeys(holder_text(lease) for lease in leases))
+    names = holders(leases)
     shown = ", ".join(names[:most])
     return shown + (f" and {len(names) - most} more" if len(names) > most else "")
 

@@ -16,7 +16,7 @@ from itertools import islice, pairwise
 from typing import Any
 
 from syncpoint import codec
-from syncpoint.liveness import holds_run
+from syncpoint.liveness import holders, holds_run, live_workers
 from syncpoint.model import ProgressSample, RunHead, RunRecord, RunStatus, TaskRecord, TaskStatus
 from syncpoint.progress_numbers import processed
 from syncpoint.report import RunSummary, run_detail
@@ -49,13 +49,30 @@ def lock_dict(store: Store, job: str) -> dict[str, Any] | None:
     return None if holder is None else dict(holder.__dict__)
 
 
+def live_now(store: Store, run: RunHead | RunRecord | None) -> dict[str, Any] | None:
+    """Who works on ``run`` (a job's newest run) right now: ``{"run_id", "lock", "workers"}``, or None.
+
+    ``lock`` is the job lock's holder (a single process); ``workers`` the distinct holders of the run's live
+    leases (``syncpoint.liveness``), read only when no process holds the lock: the workers of a distributed
+    run take no job lock, and without this the page would call their run dead.
+    """
+    if run is None or run.status is not RunStatus.RUNNING:
+        return None
+    lock = lock_dict(store, run.job)
+    workers = [] if lock is not None else holders(live_workers(store, run))
+    if lock is None and not workers:
+        return None
+    return {"run_id": run.run_id, "lock": lock, "workers": workers}
+
+
 # -- the jobs page ------------------------------------------------------------------------------------------
 def jobs_overview(store: Store, *, offset: int = 0, limit: int | None = None, query: str = "") -> dict[str, Any]:
     """Jobs (by name; those containing ``query``; ``limit`` of them from ``offset``), each with its last run,
     last success, duration trend (oldest first) and the run live now, if any.
 
     Three reads whatever the number of jobs (``list_jobs`` and ``latest_runs`` twice, for the chosen jobs
-    only), plus a lock probe for each job whose last run says it is running.
+    only), plus a lock probe (and, when no process holds the lock, a lease read) for each job whose last run
+    says it is running.
     """
     needle = query.strip().lower()
     names = [j for j in store.list_jobs() if needle in j.lower()]
@@ -70,10 +87,7 @@ def jobs_overview(store: Store, *, offset: int = 0, limit: int | None = None, qu
     for job in chosen:
         runs = by_job.get(job, [])
         last = runs[0] if runs else None
-        live = None
-        if last is not None and last.status is RunStatus.RUNNING:
-            lock = lock_dict(store, job)
-            live = {"run_id": last.run_id, "lock": lock} if lock is not None else None
+        live = live_now(store, last)
         success = successes.get(job)
         jobs.append({
             "job": job,
@@ -90,10 +104,12 @@ def jobs_overview(store: Store, *, offset: int = 0, limit: int | None = None, qu
 
 
 def job_runs(store: Store, job: str, limit: int = 50) -> dict[str, Any]:
-    """A job's newest runs (the shape of ``syncpoint runs list --json``) and their durations, oldest first."""
+    """A job's newest runs (the shape of ``syncpoint runs list --json``) and their durations, oldest first;
+    ``live`` is the job lock's holder, ``live_run`` who works on the newest run now (``live_now``)."""
     runs = store.list_runs(job, limit=limit)
     summaries = [RunSummary(r, store.get_tasks(r.run_id)).to_dict() for r in runs]
-    return {"job": job, "runs": summaries, "live": lock_dict(store, job)}
+    return {"job": job, "runs": summaries, "live": lock_dict(store, job),
+            "live_run": live_now(store, runs[0] if runs else None)}
 
 
 # -- one run ------------------------------------------------------------------------------------------------

@@ -14,6 +14,10 @@ And from all runs and the locks:
     syncpoint_runs_total{job,status}                 runs by status (final statuses, and running)
     syncpoint_last_success_timestamp_seconds{job}    when the job last completed a run (Unix time)
     syncpoint_lock_held{job}                         1 while a live process holds the job's lock
+    syncpoint_run_live{job}                          1 while a live process (the lock's holder) or a live
+                                                     worker (a lease with a fresh heartbeat) works on the
+                                                     newest run; its status alone cannot say so
+    syncpoint_live_workers{job}                      distinct workers holding its leases with fresh heartbeats
 
 The counters belong to the newest run, so they reset when a new run starts, which Prometheus' ``rate()``
 and ``increase()`` handle as a counter reset. Names follow Prometheus' conventions (base units, ``_total``
@@ -27,6 +31,7 @@ from collections.abc import Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from syncpoint.liveness import holders, holds_run, live_workers
 from syncpoint.model import RunStatus
 from syncpoint.progress_numbers import processed
 from syncpoint.stores.base import Store
@@ -64,6 +69,11 @@ class StoreCollector(Collector):
                                     "Unix time the job last completed a run.", labels=["job"])
         locked = GaugeMetricFamily("syncpoint_lock_held", "1 while a live process holds the job's lock.",
                                    labels=["job"])
+        alive = GaugeMetricFamily("syncpoint_run_live",
+                                  "1 while a live process or worker works on the job's running run.", labels=["job"])
+        workers = GaugeMetricFamily("syncpoint_live_workers",
+                                    "Workers holding a lease of the job's running run with a fresh heartbeat.",
+                                    labels=["job"])
 
         for run in store.latest_runs():
             if only is not None and run.job != only:
@@ -83,11 +93,15 @@ class StoreCollector(Collector):
             rate.add_metric([job], now_rate or 0.0)
             duration.add_metric([job], run.duration_seconds)
             running.add_metric([job], 1.0 if live else 0.0)
-            locked.add_metric([job], 1.0 if store.lock_holder(job) is not None else 0.0)
+            holder = store.lock_holder(job)
+            locked.add_metric([job], 1.0 if holder is not None else 0.0)
+            leased = holders(live_workers(store, run)) if live else []
+            alive.add_metric([job], 1.0 if holds_run(holder, run) or leased else 0.0)
+            workers.add_metric([job], float(len(leased)))
         for (job, status), n in sorted(store.run_counts().items(), key=lambda kv: (kv[0][0], kv[0][1].value)):
             if only is None or job == only:
                 runs.add_metric([job, status.value], n)
         for run in store.latest_runs(statuses=[RunStatus.COMPLETED]):
             if only is None or run.job == only:
                 success.add_metric([run.job], (run.ended_at or run.updated_at).timestamp())
-        yield from (items, records, failed, ratio, rate, duration, running, runs, success, locked)
+        yield from (items, records, failed, ratio, rate, duration, running, runs, success, locked, alive, workers)
