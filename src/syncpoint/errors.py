@@ -114,12 +114,17 @@ class LockHolder:
 class JobLocked(SyncpointError):
     exit_code = EXIT_LOCKED
 
-    def __init__(self, job: str, holder: LockHolder | None) -> None:
-        who = holder.describe() if holder else "another process (it has not written its name yet)"
-        super().__init__(
-            f"job {job!r} is locked by {who}; wait for it to finish or stop it "
-            "(the lock is released automatically when that process exits)"
-        )
+    def __init__(self, job: str, holder: LockHolder | None, *, workers: str | None = None) -> None:
+        """``workers``: the job is not locked by a process but worked on by the live workers of a shared
+        run (``syncpoint.distributed``), named in this text; one writer per job holds for them too."""
+        if workers is not None:
+            message = (f"job {job!r} is being worked on by {workers}; wait for them to finish (syncpoint status) "
+                       "or stop them (SIGTERM hands their tasks back)")
+        else:
+            who = holder.describe() if holder else "another process (it has not written its name yet)"
+            message = (f"job {job!r} is locked by {who}; wait for it to finish or stop it "
+                       "(the lock is released automatically when that process exits)")
+        super().__init__(message)
         self.job = job
         self.holder = holder
 

@@ -11,7 +11,8 @@ A run that has used its ``--max-attempts`` is marked failed (the one write made 
 A run found in status ``running`` is resumable at once: we hold the lock, so its holder is dead — unless
 it is shared by many workers (``syncpoint.distributed``), which take no job lock: a run with open task leases
 (queued or leased) belongs to its workers, and resuming it here is refused (exit 64) before anything is
-written; a worker continues it.
+written; a worker continues it. And while live workers work on any run of the job, no run of it starts or
+resumes here at all (``JobLocked``, exit 75): one writer per job, as the lock gives single processes.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from syncpoint import codec
-from syncpoint.errors import AttemptsExhausted, ConfigChanged, UsageError
-from syncpoint.liveness import open_leases
+from syncpoint.errors import AttemptsExhausted, ConfigChanged, JobLocked, UsageError
+from syncpoint.liveness import describe_workers, live_workers, open_leases
 from syncpoint.model import RunRecord, RunStatus, TaskStatus, utcnow
 from syncpoint.options import RunOptions
 from syncpoint.stores.base import ChangeSet
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("syncpoint.run")
 
 RESUMABLE = [s for s in RunStatus if s.resumable]
+_SHARED_RUNS_CHECKED = 20  # running runs of one job looked at for live workers (a job has one or two)
 
 
 def config_digest(config: dict[str, Any]) -> str:
@@ -62,6 +64,7 @@ def choose_run(job: Job, options: RunOptions) -> tuple[RunRecord, bool]:
     left it ``running`` (``kill -9``) or ``partial`` (a limit lowered since), and its status must say that it
     ended and why (``syncpoint runs list``, the scheduler's next look). Every other refusal (unknown run,
     changed config, a run shared by workers) writes nothing."""
+    _refuse_beside_workers(job)
     store = job.store
     if options.resume_run is not None:
         found = store.get_run(options.resume_run)
@@ -111,6 +114,18 @@ def _latest_with_failures(job: Job) -> RunRecord | None:
     if runs and any(t.status is TaskStatus.FAILED or t.failed for t in job.store.get_tasks(runs[0].run_id)):
         return runs[0]
     return None
+
+
+def _refuse_beside_workers(job: Job) -> None:
+    """Workers take no job lock, so the lock we hold does not keep us from writing beside them: while live
+    workers (a fresh lease heartbeat, ``syncpoint.liveness``) work on a run of this job, refuse to start or
+    resume one here, as a held lock would (exit 75: try again later). Open leases whose workers are all gone
+    do not block a new run; resuming that run is refused by ``_refuse_shared``."""
+    for run in job.store.list_runs(job.name, statuses=[RunStatus.RUNNING], limit=_SHARED_RUNS_CHECKED):
+        busy = live_workers(job.store, run)
+        if busy:
+            raise JobLocked(job.name, None, workers=f"the live workers of run {run.run_id} "
+                                                    f"({describe_workers(busy)})")
 
 
 def _refuse_shared(job: Job, found: RunRecord) -> None:

@@ -144,13 +144,16 @@ def test_status_and_runs_show_name_the_worker_holding_a_lease_and_keep_the_run_a
         assert cleaned.exit_code == 0 and "deleted 0 run(s)" in cleaned.stdout, (cleaned.stdout, cleaned.stderr)
     assert "would delete 0 run(s)" in sp("--store", bed.url, "runs", "cleanup", "--keep", "0", "--status", "running",
                                           "--dry-run").stdout
-    # nor resumed by a plain process
-    for flags in (["--resume"], ["--resume-run", run_id]):
+    # nor resumed by a plain process, nor written beside: one writer per job, as the job lock gives (exit 75)
+    for flags in (["--resume"], ["--resume-run", run_id], ["--new-run"], []):
         proc = plain_resume(bed, *flags)
-        assert proc.returncode == 64, (proc.stdout, proc.stderr)
+        assert proc.returncode == 75, (flags, proc.stdout, proc.stderr)
         [line] = proc.stderr.splitlines()
-        assert line.startswith("fleet_single.py: error: run ") and run_id in line and "'syncpoint status'" in line
+        assert line == (f"fleet_single.py: error: job {bed.job!r} is being worked on by the live workers of run "
+                        f"{run_id} ({who}); wait for them to finish (syncpoint status) or stop them (SIGTERM "
+                        "hands their tasks back)"), line
     assert bed.run_status(run_id) == ("running", None)
+    assert [r[0] for r in bed.sql("SELECT run_id FROM {s}.runs")] == [run_id]  # no run was made beside it
 
     # SIGTERM hands the task back; another worker finishes the run; the leases say who did what
     holder.proc.send_signal(signal.SIGTERM)
@@ -199,9 +202,12 @@ def test_a_run_whose_workers_are_silent_is_not_live_but_still_belongs_to_them(be
     assert "5m0" in " ".join(cells) and "10m0" in " ".join(cells)  # heartbeat and lease ages
     assert "takeovers" in details and "failed" in details  # shown: some lease has them
     assert plain_resume(bed, "--resume").returncode == 64  # open leases: still the workers' run
+    named = plain_resume(bed, "--resume-run", run_id)
+    assert named.returncode == 64 and f"run {run_id} of job {bed.job!r} is shared by workers" in named.stderr
 
     lease_t0000("1 second")  # a worker on another machine is alive
     assert json_of(bed, "status")["runs"][0]["live"] is True
+    assert plain_resume(bed, "--new-run").returncode == 75  # and keeps a plain process from writing beside it
     assert "w7 (pid 4242 on gone)" in refused(sp("--store", bed.url, "runs", "delete", run_id, "--yes"), 75)
     job = syncpoint.Job(bed.job, store=bed.url)
     try:
@@ -214,6 +220,52 @@ def test_a_run_whose_workers_are_silent_is_not_live_but_still_belongs_to_them(be
     cleaned = sp("--store", bed.url, "runs", "cleanup", "--keep", "0", "--include-resumable", "--yes")
     assert "deleted 1 run(s)" in cleaned.stdout, (cleaned.stdout, cleaned.stderr)
     assert bed.sql("SELECT count(*) FROM {s}.leases") == [(0,)]
+
+
+def test_the_dashboard_and_metrics_call_a_run_live_while_its_workers_are(bed: FleetBed) -> None:
+    """Workers take no job lock: the jobs page, the job page, ``/api/jobs`` and ``/metrics`` must still call
+    the run live while a lease has a fresh heartbeat (the documented alert ``syncpoint_run_running == 1 and
+    syncpoint_run_live == 0`` must not fire for it), and dead once the heartbeat is old."""
+    run_id = bed.start(2)
+
+    def heartbeat(age: str) -> None:
+        bed.sql("UPDATE {s}.leases SET state = 'leased', epoch = 1, host = 'far', pid = 4242, worker = 'w7', "
+                f"leased_at = clock_timestamp() - interval '1 hour', heartbeat_at = clock_timestamp() - interval "
+                f"'{age}' WHERE run_id = %s AND task = 't0000' RETURNING task", run_id)
+
+    def metric(text: str, name: str) -> str:
+        [line] = [x for x in text.splitlines() if x.startswith(f'{name}{{job="{bed.job}"}}')]
+        return line.split()[-1]
+
+    for age, live in (("1 second", True), ("5 minutes", False)):
+        heartbeat(age)
+        server = Child(["-m", "syncpoint", "--store", bed.url, "serve", "--port", "0"], stdin=False)  # nothing cached
+        try:
+            url = server.expect("dashboard: ").split()[1].rstrip("/")
+            with httpx.Client(base_url=url, trust_env=False, timeout=10) as client:
+                [job] = [j for j in client.get("/api/jobs").json()["jobs"] if j["job"] == bed.job]
+                runs = client.get(f"/api/jobs/{bed.job}/runs").json()
+                jobs_page = client.get("/").text
+                job_page = client.get(f"/jobs/{bed.job}").text
+                metrics = client.get("/metrics").text
+        finally:
+            server.proc.terminate()
+            server.finish(timeout=20)
+        assert runs["live"] is None  # no process holds the job's lock, either way
+        assert metric(metrics, "syncpoint_run_running") == "1.0"
+        assert metric(metrics, "syncpoint_lock_held") == "0.0"
+        if live:
+            expected = {"run_id": run_id, "lock": None, "workers": ["w7 (pid 4242 on far)"]}
+            assert job["live"] == expected and runs["live_run"] == expected
+            assert 'title="w7 (pid 4242 on far)">● 1 worker(s)</a>' in jobs_page
+            assert f"running now on 1 worker(s): w7 (pid 4242 on far) — <a href=\"/runs/{run_id}\"" in job_page
+            assert (metric(metrics, "syncpoint_run_live"), metric(metrics, "syncpoint_live_workers")) == (
+                "1.0", "1.0")
+        else:
+            assert job["live"] is None and runs["live_run"] is None
+            assert "worker(s)" not in jobs_page and "running now" not in job_page
+            assert (metric(metrics, "syncpoint_run_live"), metric(metrics, "syncpoint_live_workers")) == (
+                "0.0", "0.0")
 
 
 def test_runs_without_leases_look_as_before(tmp_path: Path) -> None:
