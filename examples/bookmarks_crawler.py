@@ -48,7 +48,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import click
@@ -60,12 +60,14 @@ from syncpoint.logs import configure_logging
 if TYPE_CHECKING:
     from syncpoint.distributed import Fleet, WorkerRun
 
+    AnyRun: TypeAlias = syncpoint.Run | WorkerRun  # a crawl of one process, or a worker's task under a lease
+    Connect: TypeAlias = Callable[[AnyRun, str], HttpClient]
+
 log = logging.getLogger("bookmarks_crawler")
 
 DEFAULT_JOB = "twitter-bookmarks"
 DEFAULT_SCHEMA = "crawler"
 DEFAULT_BASE_URL = "http://127.0.0.1:8080"
-Connect = Callable[[syncpoint.Run, str], HttpClient]
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,7 @@ class Settings:
                        direct_import=True, output_file=None, dest_schema=str(config["dest_schema"]),
                        enable_summarization=bool(params.get("enable_summarization")))
 
-    def connect(self, run: syncpoint.Run, token: str) -> HttpClient:
+    def connect(self, run: AnyRun, token: str) -> HttpClient:
         policy = RetryPolicy(initial_wait=self.retry_wait, jitter=self.retry_wait, max_wait=max(self.retry_wait, 30))
         return HttpClient(self.base_url, headers={"Authorization": f"Bearer {token}"}, retry=policy, sleep=run.sleep,
                           checkpoint=run.checkpoint)
@@ -151,7 +153,7 @@ def crawl(settings: Settings, options: syncpoint.RunOptions, connect: Connect | 
         dest: Destination = (PostgresDestination(conn, settings.dest_schema) if conn is not None
                              else JsonlDestination(settings.output_file or Path("bookmarks.jsonl")))
         # The bound connection must outlive the run: the run's last commit (its final status) goes through it.
-        return job.execute(options, lambda run: Crawler(run, settings, dest, connect or settings.connect).execute())
+        return job.execute(options, lambda run: crawl_users(run, settings, dest, connect or settings.connect))
     finally:
         if conn is not None:
             conn.close()
@@ -245,7 +247,7 @@ class Destination(Protocol):
     def open(self, run: syncpoint.Run) -> None:
         """Prepare before any task; bind to the run if the destination commits with the checkpoint."""
 
-    def write(self, run: syncpoint.Run, user: str, posts: Sequence[dict[str, Any]]) -> tuple[int | None, int]:
+    def write(self, run: AnyRun, user: str, posts: Sequence[dict[str, Any]]) -> tuple[int | None, int]:
         """Write one page's posts (not committed by themselves): the output file's new length, if any, and
         how many of the posts are new (a post stored before is replaced, not added again)."""
 
@@ -294,7 +296,7 @@ class PostgresDestination:
     def open(self, run: syncpoint.Run) -> None:
         run.bind(self.conn)
 
-    def write(self, run: syncpoint.Run, user: str, posts: Sequence[dict[str, Any]]) -> tuple[int | None, int]:
+    def write(self, run: AnyRun, user: str, posts: Sequence[dict[str, Any]]) -> tuple[int | None, int]:
         from psycopg import sql
         from psycopg.types.json import Jsonb
 
@@ -341,7 +343,7 @@ class JsonlDestination:
         if committed is None:  # a file we never wrote: append after what is there (committed before we write)
             run.state.set(self.key, size, commit=True)
 
-    def write(self, run: syncpoint.Run, user: str, posts: Sequence[dict[str, Any]]) -> tuple[int | None, int]:
+    def write(self, run: AnyRun, user: str, posts: Sequence[dict[str, Any]]) -> tuple[int | None, int]:
         assert self.sink is not None
         size = self.sink.append({"user_id": user, **p} for p in posts)
         run.state.set(self.key, size)  # committed with this page's cursor
@@ -367,28 +369,31 @@ def tweet_id(post: Any) -> int:
     return int(raw)
 
 
-class Crawler:
-    """One run's body: one isolated task per user."""
+def crawl_users(run: syncpoint.Run, settings: Settings, dest: Destination, connect: Connect) -> None:
+    """One run's body (a single process): one isolated task per user."""
+    crawler = Crawler(run, settings, dest, connect)
+    dest.open(run)
+    try:
+        for task in run.tasks(settings.users):
+            # Only the API's answers are isolated: a revoked token (401, not retryable) fails this user and
+            # the others go on. A failed destination or checkpoint commit must end the run, not fail each
+            # user in turn: after a failed bound commit the run keeps only its status.
+            with task.isolated(errors=HttpError):
+                crawler.crawl_user(task)
+    finally:
+        dest.close()
 
-    def __init__(self, run: syncpoint.Run | WorkerRun, settings: Settings, dest: Destination, connect: Connect,
+
+class Crawler:
+    """One user's crawl, page by page, in a run of one process (``crawl_users``) or a worker (``crawl_part``)."""
+
+    def __init__(self, run: AnyRun, settings: Settings, dest: Destination, connect: Connect,
                  on_page: Callable[[syncpoint.Task, int], None] | None = None) -> None:
         self.run = run
         self.settings = settings
         self.dest = dest
         self.connect = connect
         self.on_page = on_page  # (task, bookmarks added) after each page's commit
-
-    def execute(self) -> None:
-        self.dest.open(self.run)
-        try:
-            for task in self.run.tasks(self.settings.users):
-                # Only the API's answers are isolated: a revoked token (401, not retryable) fails this user and
-                # the others go on. A failed destination or checkpoint commit must end the run, not fail each
-                # user in turn: after a failed bound commit the run keeps only its status.
-                with task.isolated(errors=HttpError):
-                    self.crawl_user(task)
-        finally:
-            self.dest.close()
 
     def crawl_user(self, task: syncpoint.Task) -> None:
         self.finish(*self.crawl_pages(task))

@@ -537,7 +537,7 @@ def collect_part(run: WorkerRun, task: syncpoint.Task, base: Settings) -> None:
     log.info("%s: epoch %d, %s", task.name, run.epoch,
              "from the start" if task.cursor is None else f"after {task.record.pages} page(s) of earlier epochs")
     if not cursor.finished:  # this epoch's part is new: whatever is in it was never committed
-        with settings.connect()(run) as client, syncpoint.JsonlSink(parts.path(run.epoch), 0) as out:
+        with settings.client(run.sleep, run.checkpoint) as client, syncpoint.JsonlSink(parts.path(run.epoch), 0) as out:
             for page in paginate_link(client, f"/repos/{repo}/{endpoint}", settings.params(endpoint),
                                       resume=cursor.token):
                 run.checkpoint()  # a stop or a lost lease noticed while the page was on its way: drop it
