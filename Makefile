@@ -19,9 +19,11 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/syncpoint demo
 
+# mypy is strict on the examples too (pyproject's [tool.mypy]): they are what users copy.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks examples docs
 	$(VENV)/bin/mypy src
+	$(VENV)/bin/mypy examples
 
 test: lint
 	$(PY) -m pytest -q

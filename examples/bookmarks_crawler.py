@@ -46,27 +46,28 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import click
 
 import syncpoint
 from syncpoint.http import HttpClient, HttpError, PermanentHttpError, RetryPolicy, paginate_cursor
-from syncpoint.logs import ensure_logging
-from syncpoint.model import utcnow
-from syncpoint.stores import mask_url
+from syncpoint.logs import configure_logging
 
 if TYPE_CHECKING:
     from syncpoint.distributed import Fleet, WorkerRun
+
+    AnyRun: TypeAlias = syncpoint.Run | WorkerRun  # a crawl of one process, or a worker's task under a lease
+    Connect: TypeAlias = Callable[[AnyRun, str], HttpClient]
 
 log = logging.getLogger("bookmarks_crawler")
 
 DEFAULT_JOB = "twitter-bookmarks"
 DEFAULT_SCHEMA = "crawler"
 DEFAULT_BASE_URL = "http://127.0.0.1:8080"
-Connect = Callable[[syncpoint.Run, str], HttpClient]
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ class Settings:
                        direct_import=True, output_file=None, dest_schema=str(config["dest_schema"]),
                        enable_summarization=bool(params.get("enable_summarization")))
 
-    def connect(self, run: syncpoint.Run, token: str) -> HttpClient:
+    def connect(self, run: AnyRun, token: str) -> HttpClient:
         policy = RetryPolicy(initial_wait=self.retry_wait, jitter=self.retry_wait, max_wait=max(self.retry_wait, 30))
         return HttpClient(self.base_url, headers={"Authorization": f"Bearer {token}"}, retry=policy, sleep=run.sleep,
                           checkpoint=run.checkpoint)
@@ -141,7 +142,7 @@ def crawl(settings: Settings, options: syncpoint.RunOptions, connect: Connect | 
         try:
             if not (options.list_runs or options.cleanup):
                 refuse_distributed_run(job, options)
-            create_original_views(job.store, settings.job)
+            create_original_views(job.store, options.store, settings.job)
             if settings.direct_import and not (options.list_runs or options.cleanup):
                 conn = open_destination(job.store)
                 PostgresDestination(conn, settings.dest_schema).setup()
@@ -152,7 +153,7 @@ def crawl(settings: Settings, options: syncpoint.RunOptions, connect: Connect | 
         dest: Destination = (PostgresDestination(conn, settings.dest_schema) if conn is not None
                              else JsonlDestination(settings.output_file or Path("bookmarks.jsonl")))
         # The bound connection must outlive the run: the run's last commit (its final status) goes through it.
-        return job.execute(options, lambda run: Crawler(run, settings, dest, connect or settings.connect).execute())
+        return job.execute(options, lambda run: crawl_users(run, settings, dest, connect or settings.connect))
     finally:
         if conn is not None:
             conn.close()
@@ -160,14 +161,11 @@ def crawl(settings: Settings, options: syncpoint.RunOptions, connect: Connect | 
 
 
 def open_destination(store: syncpoint.Store) -> Any:
-    """A connection to the store's own database (``Run.bind`` needs the same database)."""
-    from syncpoint.stores.postgres import PostgresStore
-
-    if not isinstance(store, PostgresStore):
-        raise syncpoint.UsageError("--direct-import needs a PostgreSQL store: --store postgresql://…")
-    import psycopg
-
-    return psycopg.connect(store.target.conninfo)
+    """A connection of its own to the store's database (``Run.bind`` needs the same database)."""
+    try:
+        return store.connect()
+    except syncpoint.UsageError:  # a SQLite or JSON store: no database to share
+        raise syncpoint.UsageError("--direct-import needs a PostgreSQL store: --store postgresql://…") from None
 
 
 # -- the original's tables, as views ---------------------------------------------------------------------------
@@ -217,24 +215,31 @@ WHERE r.job = {job}
 """
 
 
-def create_original_views(store: syncpoint.Store, job: str) -> None:
-    """(Re)create the two views in a PostgreSQL store's schema; other stores have no SQL to keep working."""
-    from syncpoint.stores.postgres import PostgresStore
-
-    if not isinstance(store, PostgresStore):
+def create_original_views(store: syncpoint.Store, url: str | None, job: str) -> None:
+    """(Re)create the two views in the schema of a PostgreSQL store (``url``, the store's URL, names it);
+    other stores have no SQL to keep working."""
+    schema = postgres_schema(url)
+    if schema is None:
         return
     import psycopg
     from psycopg import sql
 
     try:
-        with psycopg.connect(store.target.conninfo) as conn:
+        with store.connect() as conn:
             conn.execute("SELECT pg_advisory_xact_lock(hashtext('syncpoint bookmarks views'))")  # concurrent crawlers
             for view in (CHECKPOINT_VIEW, SESSION_VIEW):
-                conn.execute(sql.SQL(view).format(s=sql.Identifier(store.schema), job=sql.Literal(job),
+                conn.execute(sql.SQL(view).format(s=sql.Identifier(schema), job=sql.Literal(job),
                                                   fields=sql.SQL(_STATE_FIELDS)))
     except psycopg.Error as exc:
         raise syncpoint.StoreError(f"could not create the views twitter_crawl_checkpoint and crawl_session in "
-                                   f"schema {store.schema}: {str(exc).strip().splitlines()[0]}") from None
+                                   f"schema {schema}: {str(exc).strip().splitlines()[0]}") from None
+
+
+def postgres_schema(url: str | None) -> str | None:
+    """The schema of a PostgreSQL store URL (``store_url`` gives each one); None for another store."""
+    if url is None or not url.startswith(("postgresql://", "postgres://")):
+        return None
+    return dict(parse_qsl(urlsplit(url).query)).get("schema", "syncpoint")  # the store's own default
 
 
 # -- destinations --------------------------------------------------------------------------------------------
@@ -242,7 +247,7 @@ class Destination(Protocol):
     def open(self, run: syncpoint.Run) -> None:
         """Prepare before any task; bind to the run if the destination commits with the checkpoint."""
 
-    def write(self, run: syncpoint.Run, user: str, posts: Sequence[dict[str, Any]]) -> tuple[int | None, int]:
+    def write(self, run: AnyRun, user: str, posts: Sequence[dict[str, Any]]) -> tuple[int | None, int]:
         """Write one page's posts (not committed by themselves): the output file's new length, if any, and
         how many of the posts are new (a post stored before is replaced, not added again)."""
 
@@ -291,7 +296,7 @@ class PostgresDestination:
     def open(self, run: syncpoint.Run) -> None:
         run.bind(self.conn)
 
-    def write(self, run: syncpoint.Run, user: str, posts: Sequence[dict[str, Any]]) -> tuple[int | None, int]:
+    def write(self, run: AnyRun, user: str, posts: Sequence[dict[str, Any]]) -> tuple[int | None, int]:
         from psycopg import sql
         from psycopg.types.json import Jsonb
 
@@ -338,7 +343,7 @@ class JsonlDestination:
         if committed is None:  # a file we never wrote: append after what is there (committed before we write)
             run.state.set(self.key, size, commit=True)
 
-    def write(self, run: syncpoint.Run, user: str, posts: Sequence[dict[str, Any]]) -> tuple[int | None, int]:
+    def write(self, run: AnyRun, user: str, posts: Sequence[dict[str, Any]]) -> tuple[int | None, int]:
         assert self.sink is not None
         size = self.sink.append({"user_id": user, **p} for p in posts)
         run.state.set(self.key, size)  # committed with this page's cursor
@@ -364,28 +369,31 @@ def tweet_id(post: Any) -> int:
     return int(raw)
 
 
-class Crawler:
-    """One run's body: one isolated task per user."""
+def crawl_users(run: syncpoint.Run, settings: Settings, dest: Destination, connect: Connect) -> None:
+    """One run's body (a single process): one isolated task per user."""
+    crawler = Crawler(run, settings, dest, connect)
+    dest.open(run)
+    try:
+        for task in run.tasks(settings.users):
+            # Only the API's answers are isolated: a revoked token (401, not retryable) fails this user and
+            # the others go on. A failed destination or checkpoint commit must end the run, not fail each
+            # user in turn: after a failed bound commit the run keeps only its status.
+            with task.isolated(errors=HttpError):
+                crawler.crawl_user(task)
+    finally:
+        dest.close()
 
-    def __init__(self, run: syncpoint.Run | WorkerRun, settings: Settings, dest: Destination, connect: Connect,
+
+class Crawler:
+    """One user's crawl, page by page, in a run of one process (``crawl_users``) or a worker (``crawl_part``)."""
+
+    def __init__(self, run: AnyRun, settings: Settings, dest: Destination, connect: Connect,
                  on_page: Callable[[syncpoint.Task, int], None] | None = None) -> None:
         self.run = run
         self.settings = settings
         self.dest = dest
         self.connect = connect
         self.on_page = on_page  # (task, bookmarks added) after each page's commit
-
-    def execute(self) -> None:
-        self.dest.open(self.run)
-        try:
-            for task in self.run.tasks(self.settings.users):
-                # Only the API's answers are isolated: a revoked token (401, not retryable) fails this user and
-                # the others go on. A failed destination or checkpoint commit must end the run, not fail each
-                # user in turn: after a failed bound commit the run keeps only its status.
-                with task.isolated(errors=HttpError):
-                    self.crawl_user(task)
-        finally:
-            self.dest.close()
 
     def crawl_user(self, task: syncpoint.Task) -> None:
         self.finish(*self.crawl_pages(task))
@@ -443,7 +451,7 @@ class Crawler:
         state = self.run.state
         if newest is not None and (stop_at is None or newest > stop_at):
             state.set(f"{user}.last_tweet_id", str(newest))  # a string: IDs exceed what JSON numbers hold safely
-        state.set(f"{user}.last_crawled_at", utcnow().isoformat())
+        state.set(f"{user}.last_crawled_at", datetime.now(timezone.utc).isoformat())
         state.set(f"{user}.bookmarks_count", int(str(state.get(f"{user}.bookmarks_count", 0))) + taken)
         log.info("%s: %d new bookmark(s); last_tweet_id %s", user, taken, state.get(f"{user}.last_tweet_id"))
         click.echo(f"crawled {user}: {taken} new")
@@ -461,8 +469,6 @@ def is_distributed(run: syncpoint.RunRecord) -> bool:
 def refuse_distributed_run(job: syncpoint.Job, options: syncpoint.RunOptions) -> None:
     """A single-process crawl must not run beside a crawl that workers do (both would move the same users'
     ``last_tweet_id``), nor continue one: its commits would carry no lease."""
-    from syncpoint.resume import RESUMABLE
-
     running = job.store.list_runs(job.name, statuses=[syncpoint.RunStatus.RUNNING], key=FLEET_KEY, limit=1)
     if running and is_distributed(running[0]):
         raise syncpoint.UsageError(f"run {running[0].run_id} is being crawled by workers (--enqueue, --work); let "
@@ -470,7 +476,7 @@ def refuse_distributed_run(job: syncpoint.Job, options: syncpoint.RunOptions) ->
     if options.resume_run is not None:
         candidate = job.store.get_run(options.resume_run)
     elif options.resume:
-        latest = job.store.list_runs(job.name, statuses=RESUMABLE, limit=1)
+        latest = job.runs(statuses=[s for s in syncpoint.RunStatus if s.resumable], limit=1)
         candidate = latest[0] if latest else None
     else:
         return
@@ -485,9 +491,14 @@ def postgres_store(options: syncpoint.RunOptions) -> str:
     if not url.startswith(("postgresql://", "postgres://")):
         raise click.UsageError(
             "--enqueue and --work need the PostgreSQL store, where the queue, the leases and bookmark_post live: "
-            f"--store postgresql://HOST/DB (or DATABASE_URL; got {mask_url(url) if url else 'none'})"
+            f"--store postgresql://HOST/DB (or DATABASE_URL; got {store_kind(url)})"
         )
     return url
+
+
+def store_kind(url: str) -> str:
+    """The kind of store a URL names, for a message: never the URL itself, which may hold a password."""
+    return f"a {url.partition(':')[0]}: store" if url else "none"
 
 
 def make_fleet(job_name: str, store: str, config: dict[str, Any], *, stall_timeout: float = 30.0,
@@ -505,7 +516,7 @@ def fan_out(settings: Settings, options: syncpoint.RunOptions) -> int:
     with the run. Enqueueing again while the workers' crawl runs reuses it and queues nothing twice."""
     fleet = make_fleet(settings.job, postgres_store(options), settings.config())
     try:
-        create_original_views(fleet.store, settings.job)
+        create_original_views(fleet.store, options.store, settings.job)
         conn = open_destination(fleet.store)
         try:
             PostgresDestination(conn, settings.dest_schema).setup()
@@ -523,22 +534,34 @@ def fan_out(settings: Settings, options: syncpoint.RunOptions) -> int:
         fleet.job.close()
 
 
+def setup_logging(fmt: str | None) -> None:
+    """What ``Job.execute`` sets up, for a worker, which runs no ``Job.execute`` (``fleet.work`` would set up
+    text only): unless the program configured logging, lines as ``--log-format`` says, INFO for syncpoint
+    and this program, WARNING for every other library (procrastinate, httpx)."""
+    if logging.getLogger().handlers:
+        return
+    configure_logging("WARNING", fmt or "text")
+    for name in ("syncpoint", log.name):
+        logging.getLogger(name).setLevel(logging.INFO)
+
+
 def run_worker(settings: Settings, options: syncpoint.RunOptions, *, concurrency: int, until_done: bool,
                stall_timeout: float) -> int:
     """``--work``: one worker; crawls queued users of this job until a signal (or until none is left)."""
-    ensure_logging(options.log_format)
+    setup_logging(options.log_format)
     fleet = make_fleet(settings.job, postgres_store(options), {}, stall_timeout=stall_timeout,
                        max_attempts=options.max_attempts)
     try:
-        conninfo = fleet.store.target.conninfo
-        fleet.task(lambda run, task: crawl_part(run, task, settings, conninfo, stall_timeout))
+        store = fleet.store
+        fleet.task(lambda run, task: crawl_part(run, task, settings, store, stall_timeout))
         code: int = fleet.work(concurrency=concurrency, until_done=until_done)
         return code
     finally:
         fleet.job.close()
 
 
-def crawl_part(run: WorkerRun, task: syncpoint.Task, base: Settings, conninfo: str, stall_timeout: float) -> None:
+def crawl_part(run: WorkerRun, task: syncpoint.Task, base: Settings, store: syncpoint.Store,
+               stall_timeout: float) -> None:
     """One user's crawl under the task's lease.
 
     Each page's rows go into ``bookmark_post`` on a connection bound to the run (``run.bind``): they commit in
@@ -549,7 +572,6 @@ def crawl_part(run: WorkerRun, task: syncpoint.Task, base: Settings, conninfo: s
     its rows' locks and stall the worker that takes over: PostgreSQL ends such a session after
     ``stall_timeout`` (``idle_in_transaction_session_timeout``).
     """
-    import psycopg
 
     settings = base.for_run(run.config, run.params)
 
@@ -559,7 +581,7 @@ def crawl_part(run: WorkerRun, task: syncpoint.Task, base: Settings, conninfo: s
     log.info("%s: epoch %d, %s", task.name, run.epoch,
              "from the start" if task.cursor is None else f"after {task.record.pages} page(s) of earlier epochs")
     timeout = f"-c idle_in_transaction_session_timeout={max(1, round(stall_timeout * 1000))}"
-    with psycopg.connect(conninfo, options=timeout) as conn, run.bind(conn):
+    with store.connect(options=timeout) as conn, run.bind(conn):
         crawler = Crawler(run, settings, PostgresDestination(conn, settings.dest_schema), settings.connect,
                           on_page=page_done)
         found = crawler.crawl_pages(task)

@@ -24,8 +24,8 @@ from typing import Any
 import click
 
 import syncpoint
+from syncpoint import RunStatus
 from syncpoint.http import HttpClient, HttpError, RetryPolicy
-from syncpoint.model import RunStatus
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8080"
 JOB_NAME = "daily-stock-sync"

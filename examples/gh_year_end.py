@@ -51,19 +51,16 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 import syncpoint
-from syncpoint.errors import LeaseLost
 from syncpoint.files import fsync_dir
 from syncpoint.http import HttpClient, HttpError, RateLimited, paginate_link
-from syncpoint.logs import ensure_logging
-from syncpoint.model import utcnow
-from syncpoint.stores import mask_url
+from syncpoint.logs import configure_logging
 
 if TYPE_CHECKING:
     from syncpoint.distributed import Fleet, WorkerRun
@@ -134,7 +131,7 @@ def collect(settings: Settings, options: syncpoint.RunOptions, connect: Connect 
     job = syncpoint.Job.from_options(settings.job, settings.config(), options)
     try:
         if not (options.list_runs or options.cleanup):
-            refuse_distributed_run(job, settings, options)
+            refuse_distributed_run(job, options)
         previous = Previous(settings.target)
         if fresh and previous.exists():
             raise syncpoint.UsageError(
@@ -236,7 +233,7 @@ class Collector:
         if left:
             log.info("manifest not written: %d task(s) still to do (%s)", len(left), ", ".join(left[:3]))
             return
-        document = manifest(self.run.record, self.settings, repos, records, utcnow())
+        document = manifest(self.run.record, self.settings, repos, records, datetime.now(timezone.utc))
         write_json_atomic(self.settings.target / "manifest.json", document)
         log.info("manifest written: %s", self.settings.target / "manifest.json")
 
@@ -362,7 +359,7 @@ class Previous:
 
     def move_aside(self) -> Path:
         """Move the previous collection into ``previous/<its run ID or the time>/``; where it went."""
-        name = self._manifest_run() or f"unfinished-{utcnow().strftime('%Y%m%d-%H%M%S')}"
+        name = self._manifest_run() or f"unfinished-{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')}"
         dest = self.target / "previous" / name
         n = 1
         while dest.exists():
@@ -405,13 +402,11 @@ def is_distributed(run: syncpoint.RunRecord) -> bool:
     return run.params.get("mode") == DISTRIBUTED
 
 
-def refuse_distributed_run(job: syncpoint.Job, settings: Settings, options: syncpoint.RunOptions) -> None:
+def refuse_distributed_run(job: syncpoint.Job, options: syncpoint.RunOptions) -> None:
     """A single-process run must not continue (or write beside) a run that workers collect: its cursors
     name part files, not a byte length, and its commits would carry no lease."""
-    from syncpoint.resume import RESUMABLE, config_digest
-
-    for run in job.store.list_runs(job.name, statuses=[syncpoint.RunStatus.RUNNING], limit=50):
-        if is_distributed(run) and run.config_digest == config_digest(settings.config()):
+    for run in job.runs(statuses=[syncpoint.RunStatus.RUNNING], limit=50):
+        if is_distributed(run) and run.config == job.config:
             raise syncpoint.UsageError(
                 f"run {run.run_id} of this collection is being collected by workers (--enqueue, --work); let "
                 "them finish it (--stats shows how far they are), or collect elsewhere with --out and --job"
@@ -420,7 +415,7 @@ def refuse_distributed_run(job: syncpoint.Job, settings: Settings, options: sync
         named = job.store.get_run(options.resume_run)
         candidate = named if named is not None and named.job == job.name else None
     elif options.resume:
-        latest = job.store.list_runs(job.name, statuses=RESUMABLE, limit=1)
+        latest = job.runs(statuses=[s for s in syncpoint.RunStatus if s.resumable], limit=1)
         candidate = latest[0] if latest else None
     else:
         return
@@ -437,9 +432,14 @@ def postgres_store(options: syncpoint.RunOptions) -> str:
     if not url.startswith(("postgresql://", "postgres://")):
         raise click.UsageError(
             f"--enqueue and --work need the PostgreSQL store, where the queue and the leases live: --store "
-            f"postgresql://HOST/DB?schema=NAME (got {mask_url(url) if url else 'none'})"
+            f"postgresql://HOST/DB?schema=NAME (got {store_kind(url)})"
         )
     return url
+
+
+def store_kind(url: str) -> str:
+    """The kind of store a URL names, for a message: never the URL itself, which may hold a password."""
+    return f"a {url.partition(':')[0]}: store" if url else "none"
 
 
 def make_fleet(settings: Settings, store: str, config: dict[str, Any], *, stall_timeout: float = 30.0,
@@ -489,10 +489,21 @@ def fan_out(settings: Settings, options: syncpoint.RunOptions) -> int:
         fleet.job.close()
 
 
+def setup_logging(fmt: str | None) -> None:
+    """What ``Job.execute`` sets up, for a worker, which runs no ``Job.execute`` (``fleet.work`` would set up
+    text only): unless the program configured logging, lines as ``--log-format`` says, INFO for syncpoint
+    and this program, WARNING for every other library (procrastinate, httpx)."""
+    if logging.getLogger().handlers:
+        return
+    configure_logging("WARNING", fmt or "text")
+    for name in ("syncpoint", log.name):
+        logging.getLogger(name).setLevel(logging.INFO)
+
+
 def run_worker(settings: Settings, options: syncpoint.RunOptions, *, concurrency: int, until_done: bool,
                stall_timeout: float) -> int:
     """``--work``: one worker; collects queued tasks of this job until a signal (or until none is left)."""
-    ensure_logging(options.log_format)
+    setup_logging(options.log_format)
     fleet = make_fleet(settings, postgres_store(options), {}, stall_timeout=stall_timeout,
                        max_attempts=options.max_attempts)
     try:
@@ -516,6 +527,8 @@ def collect_part(run: WorkerRun, task: syncpoint.Task, base: Settings) -> None:
     SIGCONT) may append a page before its next commit is refused; in its own part those bytes lie beyond
     any committed length, so they are never read.
     """
+    from syncpoint.distributed import LeaseLost  # a worker's module: imported where the extra is installed
+
     settings = base.for_run(run.config)
     repo, endpoint = task.name.rsplit(":", 1)
     cursor = task.token_cursor()
@@ -524,7 +537,7 @@ def collect_part(run: WorkerRun, task: syncpoint.Task, base: Settings) -> None:
     log.info("%s: epoch %d, %s", task.name, run.epoch,
              "from the start" if task.cursor is None else f"after {task.record.pages} page(s) of earlier epochs")
     if not cursor.finished:  # this epoch's part is new: whatever is in it was never committed
-        with settings.connect()(run) as client, syncpoint.JsonlSink(parts.path(run.epoch), 0) as out:
+        with settings.client(run.sleep, run.checkpoint) as client, syncpoint.JsonlSink(parts.path(run.epoch), 0) as out:
             for page in paginate_link(client, f"/repos/{repo}/{endpoint}", settings.params(endpoint),
                                       resume=cursor.token):
                 run.checkpoint()  # a stop or a lost lease noticed while the page was on its way: drop it
@@ -577,7 +590,7 @@ def finish_distributed(job: syncpoint.Job, base: Settings) -> None:
             continue
         records = job.store.get_tasks(run.run_id)
         repos = sorted({r.name.rsplit(":", 1)[0] for r in records})
-        document = manifest(run, settings, repos, records, run.ended_at or utcnow())
+        document = manifest(run, settings, repos, records, run.ended_at or datetime.now(timezone.utc))
         write_json_atomic(settings.target / "manifest.json", document)
         shutil.rmtree(settings.target / "parts" / run.run_id, ignore_errors=True)
         with contextlib.suppress(OSError):  # other runs' parts may still be there

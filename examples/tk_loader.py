@@ -195,13 +195,13 @@ def process(task: syncpoint.Task, table: str, dest: Destination, records: Sequen
     dest.upsert(table, rows)  # committed before the ledger moves
     for row in rows:
         task.item_done(row.id)
-    for rid, exc in failures:
-        task.item_failed(rid, exc, retryable=False)
-        task.run.log.warning("%s: record %s failed: %s", task.name, rid, exc)
+    for rid, error in failures:
+        task.item_failed(rid, error, retryable=False)
+        task.run.log.warning("%s: record %s failed: %s", task.name, rid, error)
 
 
-def process_concurrently(task: syncpoint.Task, table: str, dest: Destination, records: Sequence[Any], where: str,
-                         concurrency: int) -> None:
+def process_concurrently(run: syncpoint.Run, task: syncpoint.Task, table: str, dest: Destination,
+                         records: Sequence[Any], where: str, concurrency: int) -> None:
     """As ``process``, ``concurrency`` records at a time: each is mapped, upserted on its own and recorded
     in the ledger as it finishes (``run.map`` over ``task.pending``); an unmappable record fails for good."""
 
@@ -215,7 +215,7 @@ def process_concurrently(task: syncpoint.Task, table: str, dest: Destination, re
         dest.upsert(table, [row])  # committed before run.map records the item done
 
     work = task.pending(list(enumerate(records)), key=lambda n: record_id(n[1], f"{where}#{n[0]}"))
-    task.run.map(one, work, concurrency=concurrency)
+    run.map(one, work, concurrency=concurrency)
 
 
 def retry_failed_items(task: syncpoint.Task, client: HttpClient, entity: str, table: str, dest: Destination) -> None:
@@ -236,13 +236,12 @@ def retry_failed_items(task: syncpoint.Task, client: HttpClient, entity: str, ta
             process(task, table, dest, [record], f"{entity}({item_id})")
 
 
-def load(task: syncpoint.Task, client: HttpClient, entity: str, table: str, dest: Destination,
+def load(run: syncpoint.Run, task: syncpoint.Task, client: HttpClient, entity: str, table: str, dest: Destination,
          since: str | None, concurrency: int = 1) -> None:
     """One loader: page through the entity set from the task's cursor; the cursor is the next link.
 
     With ``concurrency`` > 1 the records of each page are written that many at a time; the cursor moves
     past the page only once every record of it is recorded (done, or failed for good)."""
-    run = task.run
     if run.retry_failed and task.record.failed:
         retry_failed_items(task, client, entity, table, dest)
     cursor = task.token_cursor()  # the next link; extra fields: the pages loaded and the start date
@@ -259,7 +258,7 @@ def load(task: syncpoint.Task, client: HttpClient, entity: str, table: str, dest
             task.set_total(count)
         number += 1
         if concurrency > 1:
-            process_concurrently(task, table, dest, page.items, f"{entity} page {number}", concurrency)
+            process_concurrently(run, task, table, dest, page.items, f"{entity} page {number}", concurrency)
         else:
             process(task, table, dest, page.items, f"{entity} page {number}")
         cursor.done(page.next_state, records=len(page.items), extra={"page": number, "since": since})
@@ -282,7 +281,7 @@ def make_body(dest: Destination, names: Sequence[str], client_for: Callable[[syn
         since = run.params.get("start_date")
         with client_for(run) as client:
             def load_one(task: syncpoint.Task) -> None:
-                load(task, client, *LOADERS[task.name], dest, since, concurrency)
+                load(run, task, client, *LOADERS[task.name], dest, since, concurrency)
 
             # The loaders still to do, all registered first (the run knows its whole plan): complete ones
             # skipped (unless --retry-failed and they have failed records), failed ones offered again when

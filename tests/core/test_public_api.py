@@ -4,6 +4,8 @@ codes are one ``IntEnum``; their old bare ``EXIT_*`` names still answer, with a 
 
 from __future__ import annotations
 
+import ast
+import importlib
 import re
 import subprocess
 import sys
@@ -111,3 +113,78 @@ def test_pipeline_is_exported_and_nothing_of_ours_uses_the_old_names() -> None:
     offenders = [str(p.relative_to(ROOT)) for p in users
                  if p != Path(__file__) and old.search(p.read_text())]
     assert offenders == []
+
+
+# -- the examples use only the public API ------------------------------------------------------------------
+# They are what users copy: an example that imports ``syncpoint.model.utcnow`` teaches an internal name that
+# may change without notice. The public modules and their functions come from docs/API.md, like the names.
+EXAMPLES = ROOT / "examples"
+
+
+def documented_modules() -> tuple[set[str], set[tuple[str, str]]]:
+    """docs/API.md's "Public modules": the modules public whole (``- `syncpoint.http` — …``) and the single
+    functions of otherwise internal modules (``- `syncpoint.logs.configure_logging(level, fmt)` — …``, and a
+    second ``status(…)`` of the same module in the same bullet)."""
+    section = API.read_text().split("## Public modules", 1)[1].split("\n## ", 1)[0]
+    whole: set[str] = set()
+    functions: set[tuple[str, str]] = set()
+    for bullet in re.findall(r"^- (.*?) — ", section, re.M):
+        spans = re.findall(r"`([A-Za-z_][\w.]*)(\(.*?\))?`", bullet)
+        first, called = spans[0]
+        if not called:
+            whole.add(first)
+            continue
+        module = first.rsplit(".", 1)[0]
+        functions.update((module, name.rsplit(".", 1)[-1]) for name, call in spans if call)
+    return whole, functions
+
+
+def public_in(module: str) -> set[str]:
+    """The names a public module exports: its ``__all__`` (each public module has one)."""
+    return set(importlib.import_module(module).__all__)
+
+
+def internal_uses(path: Path, whole: set[str], functions: set[tuple[str, str]]) -> list[str]:
+    """Each import of, or ``syncpoint.x`` attribute on, something docs/API.md does not make public."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [f"import {a.name}" for a in node.names
+                      if a.name.startswith("syncpoint.") and a.name not in whole]
+        elif isinstance(node, ast.ImportFrom) and node.module is not None and node.level == 0:
+            module = node.module
+            if module == "syncpoint":
+                allowed = set(syncpoint.__all__) | {m.split(".")[1] for m in whole}
+            elif module in whole:
+                allowed = public_in(module)
+            elif module.startswith("syncpoint."):
+                allowed = {name for mod, name in functions if mod == module}
+            else:
+                continue
+            found += [f"from {module} import {a.name}" for a in node.names if a.name not in allowed]
+        elif (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "syncpoint"
+              and node.attr not in syncpoint.__all__ and node.attr != "__version__"
+              and not any(m.split(".")[1] == node.attr for m in whole)):
+            found.append(f"syncpoint.{node.attr}")
+    return [f"{path.relative_to(ROOT)}:{use}" for use in found]
+
+
+def test_the_documented_public_modules_exist() -> None:
+    """The parse above reads docs/API.md right: every module and function it finds is there."""
+    whole, functions = documented_modules()
+    assert {"syncpoint.http", "syncpoint.distributed", "syncpoint.testing.server"} <= whole
+    assert ("syncpoint.logs", "configure_logging") in functions
+    assert ("syncpoint.stores.pg_migrations", "status") in functions
+    for module in whole:
+        assert public_in(module), module
+    for module, name in functions:
+        assert callable(getattr(importlib.import_module(module), name)), f"{module}.{name}"
+
+
+def test_the_examples_use_only_the_public_api() -> None:
+    whole, functions = documented_modules()
+    files = sorted(EXAMPLES.rglob("*.py"))
+    assert len(files) >= 10  # the five programs and their five stand-in servers
+    offenders = [use for path in files for use in internal_uses(path, whole, functions)]
+    assert offenders == [], "names docs/API.md does not make public:\n" + "\n".join(offenders)

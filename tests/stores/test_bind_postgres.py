@@ -43,3 +43,30 @@ def test_bind_needs_a_store_that_can_join(tmp_path: object) -> None:
     with job.run() as run, pytest.raises(syncpoint.UsageError, match="cannot commit inside another transaction"):
         run.bind(object())
     assert run.exit_code == 0
+
+
+def test_store_connect_gives_a_connection_of_ones_own_to_bind(pg_schema: str, pg_schema_url: str) -> None:
+    """``job.store.connect()``: the store's database without knowing its URL, not in autocommit (as ``bind``
+    needs), the driver's options passed on; rows and checkpoint then commit together through it."""
+    job = syncpoint.Job("own-connection", store=pg_schema_url)
+    with job.store.connect(options="-c statement_timeout=4321") as conn:
+        assert not conn.autocommit
+        assert conn.execute("SHOW statement_timeout").fetchone() == ("4321ms",)
+        conn.execute(f'CREATE TABLE "{pg_schema}".dest (id TEXT PRIMARY KEY)')
+        conn.commit()
+        with job.run() as run:
+            run.bind(conn)
+            task = run.task("t")
+            conn.execute(f'INSERT INTO "{pg_schema}".dest VALUES (%s)', ("a",))
+            task.item_done("a")
+    assert run.exit_code == 0 and conn.closed
+    assert job.store.get_tasks(run.run_id)[0].ok == 1
+    with job.store.connect() as other:
+        assert other.execute(f'SELECT id FROM "{pg_schema}".dest').fetchall() == [("a",)]
+    job.close()
+
+
+def test_store_connect_is_postgresql_only(tmp_path: object) -> None:
+    with syncpoint.open_store(f"sqlite:{tmp_path}/x.db") as store, \
+            pytest.raises(syncpoint.UsageError, match="need the PostgreSQL store"):
+        store.connect()

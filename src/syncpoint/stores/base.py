@@ -244,6 +244,18 @@ class Store(abc.ABC):
         """A run's task leases, by task name; none on a store without leases (SQLite, JSON)."""
         return []
 
+    def connect(self, **options: Any) -> Any:
+        """A new connection of your own to the store's database: for ``run.bind(conn)``, which commits your rows
+        and the checkpoint in one transaction on it, and for SQL of yours beside the checkpoints.
+
+        Not one of the store's pooled connections: those are in autocommit, and a bound run keeps its
+        connection in a transaction for the whole run. This one is not in autocommit; ``options`` go to the
+        driver (``psycopg.connect``, e.g. ``options="-c statement_timeout=5000"``); close it yourself
+        (``with store.connect() as conn:`` commits and closes). PostgreSQL only: the other stores have no
+        database to share, and raise ``UsageError``."""
+        raise UsageError(f"{self.location} has no database to connect to; run.bind(conn) and SQL beside the "
+                         "checkpoints need the PostgreSQL store")
+
     def transaction(self) -> AbstractContextManager[Any]:
         """A connection inside an open transaction, committed when the block ends (rolled back on error):
         for writes that must commit together with a change set (``apply_in``). PostgreSQL only."""

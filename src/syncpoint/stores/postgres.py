@@ -685,6 +685,11 @@ class PostgresStore(Store):
             for run_id, task, state, epoch, *rest in self._fetch(self.queries.leases, (run_id,))
         ]
 
+    def connect(self, **options: Any) -> Conn:
+        """A new connection of your own to the store's database, not pooled, not in autocommit (see
+        ``Store.connect``); an unreachable server is ``StoreUnavailable``, in one line, password masked."""
+        return pgm.connect(self.target, **options)
+
     @contextlib.contextmanager
     def connection(self) -> Iterator[Conn]:
         """A pooled autocommit connection (each statement its own transaction), errors the store's usual ones;
