@@ -3,6 +3,10 @@
     ratio workers8_vs_1_io           tasks/s with 8 worker processes over 1, through procrastinate and the real
                                      PostgreSQL, each task one request to a local HTTP server that answers
                                      after 50 ms (target >= 6)
+    ratio worker_concurrency8_vs_1_io
+                                     tasks/s with ONE worker process at ``fleet.work(concurrency=8)`` over the
+                                     same at concurrency 1, same tasks (target >= 6: the store's small
+                                     connection pool is not what limits a worker)
     ratio lease_commit_vs_plain_commit
                                      a page commit (a task's cursor) with the lease's epoch check over the same
                                      commit without it, on the PostgreSQL store (target <= 1.3)
@@ -56,7 +60,7 @@ def make_fleet(url: str, job_name: str) -> Fleet:
 
 
 # -- the worker process ---------------------------------------------------------------------------------
-def worker(url: str, job_name: str, base: str, pages: int, page_delay: float) -> int:
+def worker(url: str, job_name: str, base: str, pages: int, page_delay: float, concurrency: int) -> int:
     fleet = make_fleet(url, job_name)
     client = httpx.Client(base_url=base) if base else None
 
@@ -72,12 +76,13 @@ def worker(url: str, job_name: str, base: str, pages: int, page_delay: float) ->
             print(f"PAGE {task.name} {page} {run.epoch}", flush=True)
 
     print("WORKER", flush=True)
-    return fleet.work()
+    return fleet.work(concurrency=concurrency)
 
 
 class Workers:
-    def __init__(self, url: str, job_name: str, n: int, *, base: str = "", pages: int = 0, delay: float = 0.0):
-        args = [sys.executable, str(HERE), "worker", url, job_name, base, str(pages), str(delay)]
+    def __init__(self, url: str, job_name: str, n: int, *, base: str = "", pages: int = 0, delay: float = 0.0,
+                 concurrency: int = 1):
+        args = [sys.executable, str(HERE), "worker", url, job_name, base, str(pages), str(delay), str(concurrency)]
         self.procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) for _ in range(n)]
         self.sel = selectors.DefaultSelector()
         for proc in self.procs:
@@ -128,15 +133,16 @@ def wait_completed(store: PostgresStore, run_id: str, timeout: float) -> None:
     raise TimeoutError(f"run {run_id} did not complete in {timeout} s")
 
 
-def tasks_per_second(base: str, n: int) -> float:
+def tasks_per_second(base: str, n: int, concurrency: int = 1) -> float:
+    """Tasks per second of ``n`` worker processes, each running ``concurrency`` tasks at once."""
     schema = f"bench_fleet_{uuid.uuid4().hex[:10]}"
     url = store_url(schema)
-    fleet = make_fleet(url, f"io{n}")
+    fleet = make_fleet(url, f"io{n}x{concurrency}")
     fleet.prepare()
-    crew = Workers(url, f"io{n}", n, base=base)
+    crew = Workers(url, f"io{n}x{concurrency}", n, base=base, concurrency=concurrency)
     try:
         fleet.task(lambda run, task: None)
-        names = [f"t{i:05d}" for i in range(TASKS_PER_WORKER * n)]
+        names = [f"t{i:05d}" for i in range(TASKS_PER_WORKER * n * concurrency)]
         started = time.perf_counter()
         run_id = fleet.start(names)
         wait_completed(fleet.store, run_id, 300)
@@ -229,9 +235,11 @@ def main() -> None:
     with slow_server() as base:
         one = tasks_per_second(base, 1)
         eight = tasks_per_second(base, 8)
+        threaded = tasks_per_second(base, 1, concurrency=8)
     print(f"io-bound tasks ({DELAY * 1000:.0f} ms each, {TASKS_PER_WORKER} per worker): 1 worker {one:,.1f}/s, "
-          f"8 workers {eight:,.1f}/s")
+          f"8 workers {eight:,.1f}/s, 1 worker at concurrency 8 {threaded:,.1f}/s")
     print(f"ratio workers8_vs_1_io = {eight / one:.2f}")
+    print(f"ratio worker_concurrency8_vs_1_io = {threaded / one:.2f}")
     plain, leased = lease_commit_ratio()
     print(f"page commit on PostgreSQL: plain {plain * 1e6:,.0f} us, with the epoch check {leased * 1e6:,.0f} us "
           f"(median of 10 rounds of {COMMITS // 10})")
@@ -246,5 +254,5 @@ def main() -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["worker"]:
         a: list[Any] = sys.argv[2:]
-        sys.exit(worker(a[0], a[1], a[2], int(a[3]), float(a[4])))
+        sys.exit(worker(a[0], a[1], a[2], int(a[3]), float(a[4]), int(a[5])))
     main()

@@ -6,11 +6,12 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections import Counter
 from datetime import datetime, timezone
 
 import pytest
 from fleet_support import FleetBed, expected_ids
-from helpers import Child
+from helpers import Child, run_job
 
 from syncpoint.distributed.fleet import default_queue
 
@@ -141,6 +142,53 @@ def test_a_task_failed_for_good_ends_the_run_once_as_on_one_machine(bed: FleetBe
     assert bed.sql("SELECT failures FROM {s}.leases WHERE task = 't0001'") == [(1 if how == "permanent" else 3,)]
     assert bed.sql("SELECT count(*) FROM {s}.runs WHERE ended_at IS NOT NULL") == [(1,)]
     assert bed.sql("SELECT exit_code FROM {s}.runs") == [(1 if how == "attempts" else 0,)]
+
+
+def test_retry_continues_a_failed_run_from_its_checkpoints_instead_of_starting_over(bed: FleetBed) -> None:
+    """The distributed ``--resume``: a run that ended failed (attempts used up) gets its failed tasks queued
+    again; they continue from their checkpoints, the others are not redone, and the run completes once."""
+    run_id = bed.start(4)
+    refused = run_job([*bed.common(), "retry", run_id])
+    assert refused[0] == 64 and f"run {run_id} is still running" in refused[2], refused
+    failing = bed.worker("--until-done", "--fail-task", "t0001", "--fail-times", "9", name="failing")
+    assert failing.finish(timeout=60)[0] == 0
+    assert bed.run_status(run_id)[0] == "failed"
+    before = bed.file_ids()
+    assert set(before) == expected_ids(4) - {i for i in expected_ids(4) if i.startswith("t0001-")}
+
+    code, out, err = run_job([*bed.common(), "retry", run_id])
+    assert code == 0, err
+    assert "QUEUED t0001" in out
+    assert bed.run_status(run_id) == ("running", None)
+    assert bed.sql("SELECT attempts, ended_at, exit_code FROM {s}.runs") == [(2, None, None)]
+    assert bed.leases(run_id)["t0001"] == ("queued", 3)
+    again = run_job([*bed.common(), "retry", run_id])
+    assert again[0] == 64 and "still running" in again[2]  # queued once, not twice
+
+    finisher = bed.worker("--until-done", name="finisher")
+    assert finisher.finish(timeout=60)[0] == 0
+    assert bed.run_status(run_id) == ("completed", None)
+    assert bed.sql("SELECT exit_code FROM {s}.runs") == [(0,)]
+    assert bed.file_ids() == Counter({i: 1 for i in expected_ids(4)})  # the others were not redone
+    assert bed.leases(run_id)["t0001"] == ("finished", 4)
+    assert bed.sql("SELECT status, error FROM {s}.tasks WHERE name = 't0001'") == [("complete", None)]
+    assert bed.late_commits(run_id) == []
+    nothing = run_job([*bed.common(), "retry", run_id])
+    assert nothing[0] == 64 and "has no task that failed" in nothing[2], nothing
+
+
+def test_retry_takes_permanent_failures_only_when_asked(bed: FleetBed) -> None:
+    run_id = bed.start(2)
+    worker = bed.worker("--until-done", "--fail-task", "t0000", "--permanent", name="w")
+    assert worker.finish(timeout=60)[0] == 0
+    assert bed.run_status(run_id) == ("completed", None)  # a permanent failure is counted, the run completes
+    plain = run_job([*bed.common(), "retry", run_id])
+    assert plain[0] == 64 and "permanent=True retries the others too" in plain[2], plain
+    code, out, err = run_job([*bed.common(), "retry", run_id, "--permanent"])
+    assert code == 0 and "QUEUED t0000" in out, err
+    assert bed.worker("--until-done", name="w2").finish(timeout=60)[0] == 0
+    assert bed.run_status(run_id) == ("completed", None)
+    assert set(bed.file_ids()) == expected_ids(2)
 
 
 def test_a_worker_until_done_on_a_store_where_nothing_was_queued_says_so(bed: FleetBed) -> None:

@@ -67,6 +67,20 @@ def start(obj: dict[str, Any], tasks: int, key: str | None) -> None:
 
 
 @main.command()
+@click.argument("run_id")
+@click.option("--permanent", is_flag=True, help="retry tasks failed with a permanent error too")
+@click.pass_obj
+def retry(obj: dict[str, Any], run_id: str, permanent: bool) -> None:
+    fleet: Fleet = obj["fleet"]
+    fleet.task(lambda run, task: None)
+    try:
+        say(f"QUEUED {' '.join(fleet.retry(run_id, permanent=permanent))}")
+    except syncpoint.SyncpointError as err:
+        click.echo(f"fleet_job.py: error: {err}", err=True)
+        sys.exit(err.exit_code)
+
+
+@main.command()
 @click.option("--concurrency", type=int, default=1)
 @click.option("--until-done", is_flag=True)
 @click.option("--dest", type=click.Choice(["file", "pg", "both"]), default="file")

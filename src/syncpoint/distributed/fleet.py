@@ -47,7 +47,7 @@ from syncpoint.errors import (
     UsageError,
 )
 from syncpoint.job import Job
-from syncpoint.model import RunRecord, RunStatus, TaskRecord, utcnow
+from syncpoint.model import RunRecord, RunStatus, TaskRecord, TaskStatus, utcnow
 from syncpoint.names import check_value_name
 from syncpoint.resume import changed_keys, config_digest
 from syncpoint.run import new_run_id
@@ -192,6 +192,42 @@ class Fleet:
             before = {t.name for t in self.store.get_tasks(run_id)}
             self._fan_out(self._same_config(run), names, new=False)
         return [n for n in dict.fromkeys(names) if n not in before]
+
+    def retry(self, run_id: str, *, permanent: bool = False) -> list[str]:
+        """Queue the failed tasks of an ended run again; the names queued. The run is running again (one
+        attempt more) and each task continues from its checkpoint, with its attempts counted afresh.
+
+        The distributed ``--resume``: a run that ended ``failed`` (a task used up its attempts on retryable
+        errors) continues instead of starting over. Tasks failed with a permanent error are retried only with
+        ``permanent=True`` (as ``--retry-failed`` on one machine). Refused (``UsageError``, exit 64, nothing
+        written) for a run still running, a run not fanned out by a fleet, and a run with nothing to retry.
+        """
+        self.prepare()
+        with self.store.lock(self.job.name):
+            run = self._same_config(self.job.get_run(run_id))
+            if run.status is RunStatus.RUNNING:
+                raise UsageError(f"run {run_id} is still running; its workers retry failed tasks themselves "
+                                 "(max_attempts), and fleet.retry continues it once it has ended")
+            if not self.store.leases(run_id):
+                raise UsageError(f"run {run_id} was not fanned out by a fleet; resume it with --resume-run {run_id}")
+            failed = [t for t in self.store.get_tasks(run_id)
+                      if t.status is TaskStatus.FAILED and (permanent or t.retryable)]
+            if not failed:
+                hint = "" if permanent else " with a retryable error (permanent=True retries the others too)"
+                raise UsageError(f"run {run_id} has no task that failed{hint}; nothing to retry")
+            now = utcnow()
+            reopened = replace(run, status=RunStatus.RUNNING, updated_at=now, ended_at=None, error=None,
+                               exit_code=None, attempts=run.attempts + 1)
+            again = [replace(t, status=TaskStatus.IN_PROGRESS, error=None, retryable=False, updated_at=now,
+                             completed_at=None) for t in failed]
+            with self.store.transaction() as conn:
+                self.store.apply_in(conn, ChangeSet(runs=[reopened], tasks=again))
+                queued = self._sql.reopen(conn, run_id, [t.name for t in failed])
+                for name in queued:
+                    self._sql.set_queue_job(conn, run_id, name, self._defer(conn, run_id, name, 0.0))
+        log.info("run %s of job %s: %d failed task(s) queued again on %s", run_id, self.job.name, len(queued),
+                 self.queue)
+        return queued
 
     def _same_config(self, run: RunRecord) -> RunRecord:
         if run.config_digest != config_digest(self.job.config):

@@ -57,6 +57,19 @@ class LeaseSql:
         ).fetchall()
         return [str(r[0]) for r in rows]
 
+    def reopen(self, conn: Conn, run_id: str, tasks: Sequence[str]) -> list[str]:
+        """Queue the finished leases of ``tasks`` again with their failures forgotten (a retry of an ended
+        run); the names reopened. The epoch goes on growing, so the fence still tells every grant apart."""
+        rows = conn.execute(
+            self._q(
+                "UPDATE {s}.leases SET state = 'queued', failures = 0, queue_job = NULL, "
+                "queued_at = clock_timestamp() "
+                "WHERE run_id = %s AND task = ANY(%s::text[]) AND state = 'finished' RETURNING task"
+            ),
+            (run_id, list(tasks)),
+        ).fetchall()
+        return sorted(str(r[0]) for r in rows)
+
     def set_queue_job(self, conn: Conn, run_id: str, task: str, queue_job: int) -> None:
         conn.execute(
             self._q("UPDATE {s}.leases SET queue_job = %s WHERE run_id = %s AND task = %s"),
