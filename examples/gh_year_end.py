@@ -60,7 +60,6 @@ import click
 import syncpoint
 from syncpoint.files import fsync_dir
 from syncpoint.http import HttpClient, HttpError, RateLimited, paginate_link
-from syncpoint.logs import configure_logging
 
 if TYPE_CHECKING:
     from syncpoint.distributed import Fleet, WorkerRun
@@ -489,26 +488,14 @@ def fan_out(settings: Settings, options: syncpoint.RunOptions) -> int:
         fleet.job.close()
 
 
-def setup_logging(fmt: str | None) -> None:
-    """What ``Job.execute`` sets up, for a worker, which runs no ``Job.execute`` (``fleet.work`` would set up
-    text only): unless the program configured logging, lines as ``--log-format`` says, INFO for syncpoint
-    and this program, WARNING for every other library (procrastinate, httpx)."""
-    if logging.getLogger().handlers:
-        return
-    configure_logging("WARNING", fmt or "text")
-    for name in ("syncpoint", log.name):
-        logging.getLogger(name).setLevel(logging.INFO)
-
-
 def run_worker(settings: Settings, options: syncpoint.RunOptions, *, concurrency: int, until_done: bool,
                stall_timeout: float) -> int:
     """``--work``: one worker; collects queued tasks of this job until a signal (or until none is left)."""
-    setup_logging(options.log_format)
     fleet = make_fleet(settings, postgres_store(options), {}, stall_timeout=stall_timeout,
                        max_attempts=options.max_attempts)
     try:
         fleet.task(lambda run, task: collect_part(run, task, settings))
-        code: int = fleet.work(concurrency=concurrency, until_done=until_done)
+        code: int = fleet.work(concurrency=concurrency, until_done=until_done, log_format=options.log_format)
         if code == 0 and until_done:
             finish_distributed(fleet.job, settings)
         return code

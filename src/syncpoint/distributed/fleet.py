@@ -286,7 +286,8 @@ class Fleet:
         log.info("task %s of run %s (epoch %d): %s", task, run_id, grant.epoch, ending.value)
 
     # -- a worker process -----------------------------------------------------------------------------
-    def work(self, *, concurrency: int = 1, until_done: bool = False, name: str | None = None) -> int:
+    def work(self, *, concurrency: int = 1, until_done: bool = False, name: str | None = None,
+             log_format: str | None = None) -> int:
         """Work on this job's queue until a signal (or, with ``until_done``, until no task is left); the exit code.
 
         ``until_done`` on a store where no task of the job was ever queued is a usage error (exit 64): it is
@@ -294,13 +295,14 @@ class Fleet:
 
         A first SIGINT/SIGTERM hands every task in progress back (commit, lease queued for another worker at
         once) and exits 130/143; a second exits at once (the leases then wait for ``stall_timeout``). Logging is
-        set up unless the program did (one line per task taken over, handed back, failed or done); an error a
-        user can cause (the database away, a missing task function) ends in one line and its exit code.
+        set up as ``Job.execute`` does unless the program did (``log_format``: "text" or "json", the standard
+        ``--log-format``; one line per task taken over, handed back, failed or done); an error a user can
+        cause (the database away, a missing task function) ends in one line and its exit code.
         """
         from syncpoint.fail import report_error
         from syncpoint.logs import ensure_logging
 
-        ensure_logging()
+        ensure_logging(log_format)
         try:
             return self._work_until(concurrency, until_done, name)
         except SyncpointError as err:
