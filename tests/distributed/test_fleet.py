@@ -144,6 +144,25 @@ def test_a_task_failed_for_good_ends_the_run_once_as_on_one_machine(bed: FleetBe
     assert bed.sql("SELECT exit_code FROM {s}.runs") == [(1 if how == "attempts" else 0,)]
 
 
+def test_a_working_fleet_keeps_its_run_s_updated_time_moving(bed: FleetBed) -> None:
+    """The keeper touches the run after each heartbeat (every third of the stall timeout, 1 s here): the run's
+    duration grows while its workers work, though no worker writes the run's record."""
+    run_id = bed.start(1)
+    [(started,)] = bed.sql("SELECT started_at FROM {s}.runs")
+    worker = bed.worker("--pages", "100000", "--page-delay", "0.05", name="w")
+    try:
+        worker.expect("PAGE t0000 0")
+        deadline = time.monotonic() + 10
+        moved = 0.0
+        while moved < 0.5 and time.monotonic() < deadline:  # bounded poll of the store, no sleep
+            [(updated,)] = bed.sql("SELECT updated_at FROM {s}.runs WHERE run_id = %s", run_id)
+            moved = (updated - started).total_seconds()
+        assert moved >= 0.5, "the run's updated_at did not move while its worker worked"
+    finally:
+        worker.proc.send_signal(signal.SIGTERM)
+        worker.finish(timeout=30)
+
+
 def test_retry_continues_a_failed_run_from_its_checkpoints_instead_of_starting_over(bed: FleetBed) -> None:
     """The distributed ``--resume``: a run that ended failed (attempts used up) gets its failed tasks queued
     again; they continue from their checkpoints, the others are not redone, and the run completes once."""

@@ -115,9 +115,12 @@ def test_the_finishing_commit_of_the_last_lease_ends_the_run_once(store: Postgre
         store.apply(progress("t1", 2, epoch=b))
 
 
-def test_a_heartbeat_keeps_the_shared_run_s_updated_time_and_duration_current(store: PostgresStore) -> None:
-    """Workers commit tasks, not the run's record: the keeper's heartbeat moves the run's ``updated_at``, so
-    ``runs list`` and the dashboard show a shared run's duration growing, not frozen at its fan-out."""
+def test_the_keeper_keeps_the_shared_run_s_updated_time_current_and_never_waits_for_its_row(
+        store: PostgresStore) -> None:
+    """Workers commit tasks, not the run's record: after each heartbeat the keeper moves the run's
+    ``updated_at`` (``touch_runs``), so ``runs list`` and the dashboard show a shared run's duration growing.
+    It never waits for the run's row: a commit that holds a lease row and ends the run locks that row, and a
+    keeper that held lease rows while waiting for it could deadlock with it; a locked row is skipped."""
     from datetime import timedelta
 
     from syncpoint.report import duration_seconds
@@ -129,15 +132,26 @@ def test_a_heartbeat_keeps_the_shared_run_s_updated_time_and_duration_current(st
     sql = LeaseSql(store.schema)
     with store.connection() as conn:
         assert sql.heartbeat(conn, [("r1", "t0", epoch + 1)]) == {("r1", "t0", epoch + 1)}  # not held: lost
-    assert store.get_run("r1").updated_at == hour_ago  # type: ignore[union-attr]  # a lost lease touches nothing
-    with store.connection() as conn:
         assert sql.heartbeat(conn, [("r1", "t0", epoch)]) == set()
+    assert store.get_run("r1").updated_at == hour_ago  # type: ignore[union-attr]  # a heartbeat alone: no
+
+    with psycopg.connect(PG_URL) as locker:  # a commit that ends the run holds its row
+        locker.execute(f'SELECT 1 FROM "{store.schema}".runs WHERE run_id = %s FOR UPDATE', ("r1",))
+        started = time.monotonic()
+        with store.connection() as conn:
+            sql.touch_runs(conn, ["r1"])
+        assert time.monotonic() - started < 2  # skipped, not waited for (the lock is held until rollback)
+        locker.rollback()
+    assert store.get_run("r1").updated_at == hour_ago  # type: ignore[union-attr]
+
+    with store.connection() as conn:
+        sql.touch_runs(conn, ["r1", "r1"])
     run = store.get_run("r1")
     assert run is not None and duration_seconds(run) >= 3599 and utcnow() - run.updated_at < timedelta(minutes=1)
     ended = replace(run, status=RunStatus.COMPLETED, updated_at=hour_ago, ended_at=hour_ago)
     store.apply(ChangeSet(runs=[ended]))
     with store.connection() as conn:
-        sql.heartbeat(conn, [("r1", "t0", epoch)])
+        sql.touch_runs(conn, ["r1"])
     assert store.get_run("r1").updated_at == hour_ago  # type: ignore[union-attr]  # an ended run stays ended
 
 

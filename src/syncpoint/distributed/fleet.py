@@ -382,6 +382,7 @@ class Fleet:
         runs = {(r.run_id, r.task_name, r.epoch): r for r in self.held()}
         with self.store.connection() as conn:
             lost = self._sql.heartbeat(conn, list(runs))
+            self._sql.touch_runs(conn, [key[0] for key in runs if key not in lost])
         for key in lost:
             log.warning("lost the lease on task %s of run %s (epoch %d): another worker took it over",
                         key[1], key[0], key[2])

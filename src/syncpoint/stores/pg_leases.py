@@ -99,29 +99,39 @@ class LeaseSql:
         return Grant(epoch, int(row[1]))
 
     def heartbeat(self, conn: Conn, held: Sequence[tuple[str, str, int]]) -> set[tuple[str, str, int]]:
-        """Refresh the heartbeat of the leases still held at their epochs; the ones that were lost.
-
-        The runs of the leases still held are touched too (``updated_at``): workers commit tasks, not the
-        run's record, and without this a shared run's ``updated`` and duration would stand still at its
-        fan-out until it ends. Once per heartbeat and worker, so page commits never wait on the run's row.
-        """
+        """Refresh the heartbeat of the leases still held at their epochs; the ones that were lost."""
         if not held:
             return set()
         rows = conn.execute(
             self._q(
-                "WITH beat AS (UPDATE {s}.leases l SET heartbeat_at = clock_timestamp() "
+                "UPDATE {s}.leases l SET heartbeat_at = clock_timestamp() "
                 "FROM unnest(%s::text[], %s::text[], %s::int8[]) AS h(run_id, task, epoch) "
                 "WHERE l.run_id = h.run_id AND l.task = h.task AND l.epoch = h.epoch AND l.state = 'leased' "
-                "RETURNING l.run_id, l.task, l.epoch), "
-                "touched AS (UPDATE {s}.runs r SET updated_at = clock_timestamp() "
-                "WHERE r.run_id IN (SELECT run_id FROM beat) AND r.status = 'running' "
-                "AND r.updated_at < clock_timestamp()) "
-                "SELECT run_id, task, epoch FROM beat"
+                "RETURNING l.run_id, l.task, l.epoch"
             ),
             ([h[0] for h in held], [h[1] for h in held], [h[2] for h in held]),
         ).fetchall()
         alive = {(str(r[0]), str(r[1]), int(r[2])) for r in rows}
         return set(held) - alive
+
+    def touch_runs(self, conn: Conn, run_ids: Sequence[str]) -> None:
+        """Move the ``updated_at`` of the running runs ``run_ids``: workers commit tasks, not the run's record,
+        and without this a shared run's ``updated`` and duration would stand at its fan-out until it ends.
+
+        Its own statement on an autocommit connection, after the heartbeat (never in its transaction): it
+        holds no lease row while it waits for a run row, so it cannot deadlock with a commit that holds a
+        lease and ends the run; and a run row locked by such a commit is skipped, not waited for.
+        """
+        if not run_ids:
+            return
+        conn.execute(
+            self._q(
+                "UPDATE {s}.runs SET updated_at = clock_timestamp() WHERE run_id IN (SELECT run_id FROM {s}.runs "
+                "WHERE run_id = ANY(%s::text[]) AND status = 'running' AND updated_at < clock_timestamp() "
+                "FOR UPDATE SKIP LOCKED)"
+            ),
+            (sorted(set(run_ids)),),
+        )
 
     def stalled(self, conn: Conn, job: str, stall_timeout: float) -> list[tuple[str, str]]:
         """Leases to hand to a new queue job, locked for this transaction (others skip them):
