@@ -495,6 +495,29 @@ def postgres_store(options: syncpoint.RunOptions) -> str:
     return url
 
 
+def retry_crawl(fleet: Fleet, options: syncpoint.RunOptions) -> int:
+    """``--enqueue --resume`` (or ``--resume-run ID``): the workers' crawl that ended with failed users goes on.
+
+    Its failed users are queued again and continue from their checkpoints (``fleet.retry``); the users it
+    finished are not crawled again. Users that failed for good (a revoked token, fixed since) only with
+    ``--retry-failed``, as in the single-process mode.
+    """
+    if options.resume_run is not None:
+        run_id = options.resume_run
+    else:
+        crawls = [r for r in fleet.job.runs(limit=50) if r.key == FLEET_KEY and is_distributed(r)]
+        if not crawls:
+            raise syncpoint.UsageError("no crawl of the workers to continue; --enqueue without --resume starts one")
+        run_id = crawls[0].run_id
+    failed = [t for t in fleet.store.get_tasks(run_id) if t.status is syncpoint.TaskStatus.FAILED]
+    if failed and not options.retry_failed and not any(t.retryable for t in failed):
+        raise syncpoint.UsageError(f"run {run_id}: {len(failed)} user(s) failed for good "
+                                   f"({', '.join(t.name for t in failed)}); add --retry-failed to crawl them again")
+    queued = fleet.retry(run_id, permanent=options.retry_failed)
+    click.echo(f"run {run_id}: {len(queued)} user(s) queued again ({', '.join(queued)}); start workers with --work")
+    return 0
+
+
 def store_kind(url: str) -> str:
     """The kind of store a URL names, for a message: never the URL itself, which may hold a password."""
     return f"a {url.partition(':')[0]}: store" if url else "none"
@@ -521,6 +544,8 @@ def fan_out(settings: Settings, options: syncpoint.RunOptions) -> int:
             PostgresDestination(conn, settings.dest_schema).setup()
         finally:
             conn.close()
+        if options.resume or options.resume_run is not None:
+            return retry_crawl(fleet, options)
         try:
             run_id = fleet.start(settings.users, key=FLEET_KEY, params={**settings.params(), "mode": DISTRIBUTED})
         except syncpoint.ConfigChanged as err:  # its own advice (--force) is a single-process run's

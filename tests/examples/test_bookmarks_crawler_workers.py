@@ -140,3 +140,34 @@ def test_usage_errors_say_what_to_do_in_one_line(bed: Bed) -> None:
                               "--resume"))
     assert single.finish(timeout=30) == 64, single.stderr
     assert f"run {run_id} is being crawled by workers" in single.stderr
+
+
+def test_a_user_failed_for_good_is_crawled_again_by_enqueue_resume_retry_failed(bed: Bed) -> None:
+    """A user's token is rotated mid-crawl (401: failed for good; the crawl completes, that user counted as
+    failed). Once the token works again, ``--enqueue --resume --retry-failed`` queues that user alone again
+    (``fleet.retry``); a worker continues it, and every bookmark is stored once, the other users not again."""
+    run_id = bed.enqueue()
+    worker_args = bed.args("--work", "--stall-timeout", STALL, "--until-done")  # tokens.json as it is now
+    token = bed.server.tokens["carol"]
+    assert token is not None
+    bed.server.set_token("carol", "rotated")  # the crawler still sends the old one: 401
+    first = Program(worker_args)
+    assert first.finish(timeout=60) == 0, first.stderr[-3000:]
+    assert bed.sql("SELECT status FROM {s}.runs") == [("completed",)]  # a failure for good is counted
+    assert bed.sql("SELECT status, retryable FROM {s}.tasks WHERE name = 'carol'") == [("failed", False)]
+    assert not bed.sql("SELECT 1 FROM {s}.bookmark_post WHERE user_id = 'carol'")
+
+    retry = ["--base-url", bed.server.url, "--direct-import", "--dest-schema", bed.schema, "--enqueue", "--resume"]
+    plain = Program(bed.args(*retry))
+    assert plain.finish(timeout=30) == 64
+    assert f"run {run_id}: 1 user(s) failed for good (carol); add --retry-failed" in plain.stderr, plain.stderr
+    bed.server.set_token("carol", token)  # fixed
+    again = Program(bed.args(*retry, "--retry-failed"))
+    assert again.finish(timeout=60) == 0, again.stderr
+    assert f"run {run_id}: 1 user(s) queued again (carol); start workers with --work" in again.stdout
+    second = Program(worker_args)
+    assert second.finish(timeout=60) == 0, second.stderr[-3000:]
+    assert "alice" not in second.stderr  # only carol was crawled again
+    assert bed.sql("SELECT status, attempts FROM {s}.runs") == [("completed", 2)]
+    rows = Counter(bed.sql("SELECT user_id, tweet_id FROM {s}.bookmark_post"))
+    assert rows == Counter(bed.server.all_ids()) and max(rows.values()) == 1
