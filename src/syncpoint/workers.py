@@ -37,9 +37,21 @@ from syncpoint.sources import PendingItems, Slices
 from syncpoint.task import ErrorTypes, Task
 
 if TYPE_CHECKING:
-    from syncpoint.run import Run
+    from syncpoint.pacing import Pacer
 
 log = logging.getLogger("syncpoint.workers")
+
+
+class MapHost(Protocol):
+    """What a map needs of the run it works in: ``Run``, and ``WorkerRun`` (one task under a lease)."""
+
+    @property
+    def pacer(self) -> Pacer: ...
+
+    @property
+    def stopping(self) -> bool: ...
+
+    def checkpoint(self) -> None: ...
 
 DEFAULT_GRACE = 10.0
 POLL = 0.1
@@ -150,7 +162,7 @@ def is_unit_failure(kind: Outcomes, error: Exception) -> bool:
     return kind.raises or isinstance(error, kind.errors)
 
 
-def end_map(run: Run, kind: Outcomes, error: BaseException) -> None:
+def end_map(run: MapHost, kind: Outcomes, error: BaseException) -> None:
     """An error that ends the map (not a unit's own, or met handing out or recording the work): the run is
     asked to stop, so the workers still running stop at their next safe point instead of finishing their unit.
     Work whose ``fn`` records its own outcomes keeps ``Executor.map``'s rule: what runs finishes."""
@@ -176,7 +188,7 @@ class _Pool:
 
 
 def run_map(
-    run: Run, fn: Callable[[Any], object], work: Iterable[Any], *, concurrency: int = 8, grace: float | None = None,
+    run: MapHost, fn: Callable[[Any], object], work: Iterable[Any], *, concurrency: int = 8, grace: float | None = None,
     errors: ErrorTypes = Exception,
 ) -> MapSummary:
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
@@ -199,11 +211,11 @@ def run_map(
     return summary
 
 
-def _must_stop(run: Run, pool: _Pool) -> bool:
+def _must_stop(run: MapHost, pool: _Pool) -> bool:
     return pool.stop_seen or pool.first_error is not None or run.stopping
 
 
-def _wait(run: Run, pool: _Pool, grace: float, summary: MapSummary) -> None:
+def _wait(run: MapHost, pool: _Pool, grace: float, summary: MapSummary) -> None:
     """Wait for the workers: until the work runs out; after a stop, within ``grace`` for the work in flight."""
     deadline: float | None = None
     with pool.cond:
@@ -223,7 +235,7 @@ def _wait(run: Run, pool: _Pool, grace: float, summary: MapSummary) -> None:
             pool.cond.wait(max(left, 0.001))
 
 
-def _take(run: Run, kind: Outcomes, pool: _Pool) -> tuple[bool, Any]:
+def _take(run: MapHost, kind: Outcomes, pool: _Pool) -> tuple[bool, Any]:
     """The next unit for a worker, or (False, None) when it should leave: the work ran out, or a stop."""
     with pool.cond:
         while True:
@@ -250,7 +262,7 @@ def _take(run: Run, kind: Outcomes, pool: _Pool) -> tuple[bool, Any]:
     return False, None
 
 
-def _worker(run: Run, fn: Callable[[Any], object], kind: Outcomes, pool: _Pool, summary: MapSummary) -> None:
+def _worker(run: MapHost, fn: Callable[[Any], object], kind: Outcomes, pool: _Pool, summary: MapSummary) -> None:
     try:
         while True:
             ok, unit = _take(run, kind, pool)
@@ -269,7 +281,9 @@ def _worker(run: Run, fn: Callable[[Any], object], kind: Outcomes, pool: _Pool, 
             pool.cond.notify_all()
 
 
-def _one(run: Run, fn: Callable[[Any], object], kind: Outcomes, pool: _Pool, summary: MapSummary, unit: Any) -> None:
+def _one(
+    run: MapHost, fn: Callable[[Any], object], kind: Outcomes, pool: _Pool, summary: MapSummary, unit: Any
+) -> None:
     error: BaseException | None = None
     result: object = None
     try:
@@ -307,7 +321,7 @@ def _one(run: Run, fn: Callable[[Any], object], kind: Outcomes, pool: _Pool, sum
                 pool.cond.notify_all()
 
 
-def _ends(run: Run, kind: Outcomes, pool: _Pool, error: BaseException) -> None:
+def _ends(run: MapHost, kind: Outcomes, pool: _Pool, error: BaseException) -> None:
     """The first error that ends the map is the one raised; the run is asked to stop (``end_map``)."""
     with pool.cond:
         if pool.first_error is None:

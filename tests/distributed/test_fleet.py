@@ -144,6 +144,47 @@ def test_a_task_failed_for_good_ends_the_run_once_as_on_one_machine(bed: FleetBe
     assert bed.sql("SELECT exit_code FROM {s}.runs") == [(1 if how == "attempts" else 0,)]
 
 
+def test_a_task_maps_its_items_over_threads_under_its_lease(bed: FleetBed) -> None:
+    """``WorkerRun.map``: one task's items on 8 threads, each recorded as it finishes, the commits fenced."""
+    run_id = bed.start(2)
+    worker = bed.worker("--until-done", "--map-items", "40", "--map-concurrency", "8", "--page-delay", "0.02",
+                        name="w")
+    code, err = worker.finish(timeout=60)
+    assert code == 0, err[-2000:]
+    assert sorted(line.split()[:3] for line in worker.lines if line.startswith("MAPPED")) == [
+        ["MAPPED", "t0000", "40"], ["MAPPED", "t0001", "40"]]
+    assert bed.run_status(run_id) == ("completed", None)
+    assert bed.sql("SELECT name, status, ok FROM {s}.tasks ORDER BY name") == [
+        ("t0000", "complete", 40), ("t0001", "complete", 40)]
+    assert bed.file_ids() == Counter({f"t{n:04d}-m{i}": 1 for n in range(2) for i in range(40)})
+    assert bed.late_commits(run_id) == []
+
+
+def test_sigterm_during_a_map_hands_the_task_back_with_its_finished_items_recorded(bed: FleetBed) -> None:
+    """A signal to a worker in the middle of a map: no new item is handed out, the items in flight finish and
+    are recorded, the commit hands the lease back; the next worker does only the items not yet done."""
+    run_id = bed.start(1)
+    first = bed.worker("--map-items", "200", "--map-concurrency", "4", "--page-delay", "0.05", name="first")
+    for _ in range(12):
+        first.expect("ITEM t0000")
+    first.proc.send_signal(signal.SIGTERM)
+    assert first.finish(timeout=30)[0] == 143
+    [(done,)] = bed.sql("SELECT ok FROM {s}.tasks")
+    assert 12 <= done < 200  # what finished before the hand-off was recorded with it
+    assert bed.leases(run_id)["t0000"][0] == "queued"  # handed back at once, not left to the stall timeout
+    second = bed.worker("--until-done", "--map-items", "200", "--map-concurrency", "4", "--page-delay", "0.01",
+                        name="second")
+    assert second.finish(timeout=60)[0] == 0
+    [mapped] = [line.split() for line in second.lines if line.startswith("MAPPED")]
+    assert mapped[:3] == ["MAPPED", "t0000", str(200 - done)]  # only the items not yet done
+    found = bed.file_ids()
+    assert set(found) == {f"t0000-m{i}" for i in range(200)}
+    assert sum(found.values()) - 200 <= 4  # at most the items in flight when the commit was written
+    assert bed.run_status(run_id) == ("completed", None)
+    assert bed.leases(run_id)["t0000"] == ("finished", 2)
+    assert bed.late_commits(run_id) == []
+
+
 def test_a_working_fleet_keeps_its_run_s_updated_time_moving(bed: FleetBed) -> None:
     """The keeper touches the run after each heartbeat (every third of the stall timeout, 1 s here): the run's
     duration grows while its workers work, though no worker writes the run's record."""

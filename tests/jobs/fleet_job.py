@@ -9,6 +9,8 @@ Each task is ``PAGES`` pages of ``PAGE_SIZE`` records with IDs ``{task}-{page}-{
 - ``both``: each page to both (one chaos run checks the two promises).
 
 ``--fail-task NAME`` makes that task raise a retryable error on its first ``--fail-times`` attempts.
+``--map-items N`` makes each task instead ``run.map`` over N items ``{task}-m{i}`` with ``--map-concurrency``
+threads, each item a line in the task's file (written before the item is recorded done).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -91,9 +94,12 @@ def retry(obj: dict[str, Any], run_id: str, permanent: bool) -> None:
 @click.option("--fail-task", default=None)
 @click.option("--fail-times", type=int, default=1)
 @click.option("--permanent", is_flag=True, help="the --fail-task error is permanent")
+@click.option("--map-items", type=int, default=0)
+@click.option("--map-concurrency", type=int, default=4)
 @click.pass_obj
 def work(obj: dict[str, Any], concurrency: int, until_done: bool, dest: str, out: Path, pages: int, page_size: int,
-         page_delay: float, fail_task: str | None, fail_times: int, permanent: bool) -> None:
+         page_delay: float, fail_task: str | None, fail_times: int, permanent: bool, map_items: int,
+         map_concurrency: int) -> None:
     # the log on stdout, with the PAGE lines: a test reads both in order (stderr keeps tracebacks apart)
     logging.basicConfig(level=logging.INFO, format="LOG %(levelname)s %(name)s %(message)s", stream=sys.stdout)
     logging.getLogger("procrastinate").setLevel(logging.WARNING)
@@ -103,8 +109,25 @@ def work(obj: dict[str, Any], concurrency: int, until_done: bool, dest: str, out
     insert = sql.SQL("INSERT INTO {}.fleet_dest (job, id, epoch) VALUES (%s, %s, %s)").format(
         sql.Identifier(target.schema))
 
+    def collect_mapped(run: WorkerRun, task: syncpoint.Task) -> None:
+        lock = threading.Lock()
+        with open(out / f"{task.name}.jsonl", "a", encoding="utf-8") as fh:
+            def one(item: str) -> None:
+                time.sleep(page_delay)
+                with lock:
+                    fh.write(json.dumps({"id": item, "epoch": run.epoch}) + "\n")
+                    fh.flush()
+                say(f"ITEM {task.name} {item} {run.epoch} {os.getpid()}")
+
+            summary = run.map(one, task.pending([f"{task.name}-m{i}" for i in range(map_items)]),
+                              concurrency=map_concurrency)
+            say(f"MAPPED {task.name} {summary.done} {run.epoch}")
+
     @fleet.task
     def collect(run: WorkerRun, task: syncpoint.Task) -> None:
+        if map_items:
+            collect_mapped(run, task)
+            return
         if task.name == fail_task and run.failures < fail_times:
             if permanent:
                 raise PermissionError(f"task {task.name}: access revoked for good")

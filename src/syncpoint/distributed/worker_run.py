@@ -16,7 +16,7 @@ import enum
 import functools
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -28,10 +28,11 @@ from syncpoint.model import LeaseState, RunRecord, RunStatus, TaskStatus
 from syncpoint.pacing import Budget, Pacer
 from syncpoint.state import JobState
 from syncpoint.stores.base import ChangeSet, LeaseFence, Store
-from syncpoint.task import Task
+from syncpoint.task import ErrorTypes, Task
 
 if TYPE_CHECKING:
     from syncpoint.job import Job
+    from syncpoint.workers import MapSummary
 
 log = logging.getLogger("syncpoint.distributed")
 
@@ -200,6 +201,19 @@ class WorkerRun:
         else:
             self._committer.abandon_transaction()
         self._committer.unbind()
+
+    def map(
+        self, fn: Callable[[Any], object], work: Iterable[Any], *, concurrency: int = 8, grace: float | None = None,
+        errors: ErrorTypes = Exception,
+    ) -> MapSummary:
+        """Run ``fn`` over ``work`` with ``concurrency`` threads inside this task, as ``Run.map`` does:
+        ``task.pending(items)`` (each item recorded done or failed as it finishes), ``task.slices(...)`` (each
+        slice merged into the task's interval set), or any iterable. Every commit it causes goes under the
+        lease; a stop (a signal to the worker, the lease lost) ends it within ``grace``, and the task is handed
+        back or fenced as after any other safe point."""
+        from syncpoint.workers import run_map
+
+        return run_map(self, fn, work, concurrency=concurrency, grace=grace, errors=errors)
 
     def sleep(self, seconds: float) -> None:
         """Sleep, waking at once when the worker is asked to stop (see ``Run.sleep``)."""
