@@ -153,16 +153,11 @@ class Job:
 
     def delete_run(self, run_id: str) -> RunRecord:
         run = self.get_run(run_id)
-        if self.is_live(run):
-            holder = self.store.lock_holder(self.name)
-            workers = liveness.live_workers(self.store, run)
-            if workers and not liveness.holds_run(holder, run):
-                raise UsageError(f"run {run_id} is being worked on by live workers "
-                                 f"({liveness.describe_workers(workers)}); stop them first")
-            raise UsageError(
-                f"run {run_id} is running in a live process ({holder.describe() if holder else '?'}); "
-                "stop it first"
-            )
+        working = liveness.working_on(self.store, run)
+        if working.workers:
+            raise UsageError(f"run {run_id} is being worked on by {working.describe()}; stop them first")
+        if working:
+            raise UsageError(f"run {run_id} is running in a live process ({working.describe()}); stop it first")
         self.store.apply(ChangeSet(run_deletes=[run_id]))
         return run
 

@@ -21,7 +21,9 @@ alive: a single process must not resume it (``syncpoint.resume``); starting a wo
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from types import EllipsisType
 
 from syncpoint.errors import LockHolder
 from syncpoint.model import LeaseInfo, LeaseState, RunHead, RunRecord, RunStatus, utcnow
@@ -73,11 +75,39 @@ def holds_run(holder: LockHolder | None, run: RunRecord | RunHead) -> bool:
     return holder is not None and run.status is RunStatus.RUNNING and holder.run_id in (None, run.run_id)
 
 
+@dataclass(frozen=True)
+class Working:
+    """Who works on a run right now: the process holding the job's lock for it, or else the run's live
+    leases (workers take no job lock). False when nobody does."""
+
+    lock: LockHolder | None = None
+    workers: list[LeaseInfo] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return self.lock is not None or bool(self.workers)
+
+    def describe(self) -> str:
+        """``pid 4242 on host-a since …`` for a process; ``live workers (pid 7 on b, …)`` for workers."""
+        if self.lock is not None:
+            return self.lock.describe()
+        return f"live workers ({describe_workers(self.workers)})"
+
+
+def working_on(store: Store, run: RunRecord | RunHead, holder: LockHolder | EllipsisType | None = ...) -> Working:
+    """Who works on ``run`` now (the rule of the module doc), in at most two reads: the job's lock holder
+    (pass ``holder`` when it was read already), and the run's leases only when no process holds the lock."""
+    if run.status is not RunStatus.RUNNING:
+        return Working()
+    if isinstance(holder, EllipsisType):
+        holder = store.lock_holder(run.job)
+    if holds_run(holder, run):
+        return Working(lock=holder)
+    return Working(workers=live_workers(store, run))
+
+
 def run_is_live(store: Store, run: RunRecord) -> bool:
     """A process holds the job's lock for ``run``, or a worker holds one of its leases (see the module doc)."""
-    if run.status is not RunStatus.RUNNING:
-        return False
-    return holds_run(store.lock_holder(run.job), run) or bool(live_workers(store, run))
+    return bool(working_on(store, run))
 
 
 def holders(leases: Iterable[LeaseInfo]) -> list[str]:

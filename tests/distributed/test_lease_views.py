@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import signal
 import socket
 import subprocess
@@ -239,7 +240,8 @@ def test_the_dashboard_and_metrics_call_a_run_live_while_its_workers_are(bed: Fl
 
     for age, live in (("1 second", True), ("5 minutes", False)):
         heartbeat(age)
-        server = Child(["-m", "syncpoint", "--store", bed.url, "serve", "--port", "0"], stdin=False)  # nothing cached
+        server = Child(["-m", "syncpoint", "--store", bed.url, "serve", "--port", "0", "--allow-actions"],
+                       stdin=False)  # a new server each time: nothing cached
         try:
             url = server.expect("dashboard: ").split()[1].rstrip("/")
             with httpx.Client(base_url=url, trust_env=False, timeout=10) as client:
@@ -248,6 +250,14 @@ def test_the_dashboard_and_metrics_call_a_run_live_while_its_workers_are(bed: Fl
                 jobs_page = client.get("/").text
                 job_page = client.get(f"/jobs/{bed.job}").text
                 metrics = client.get("/metrics").text
+                if live:  # the dashboard's delete refuses it too (409), naming the workers
+                    confirm = client.get(f"/runs/{run_id}/delete").text
+                    csrf = re.search(r'name="csrf" value="([^"]+)"', confirm)
+                    assert csrf is not None
+                    refused = client.post(f"/runs/{run_id}/delete", data={"csrf": csrf[1], "confirm": run_id})
+                    assert refused.status_code == 409
+                    assert "is being worked on by live workers (w7 (pid 4242 on far)); stop them first" in (
+                        refused.text), refused.text
         finally:
             server.proc.terminate()
             server.finish(timeout=20)

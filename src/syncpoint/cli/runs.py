@@ -9,7 +9,7 @@ from syncpoint.cli.common import CliContext, check_job, confirm, console, emit_j
 from syncpoint.dates import parse_duration
 from syncpoint.errors import JobLocked, LockHolder, UsageError
 from syncpoint.job import Job
-from syncpoint.liveness import describe_workers, holds_run, live_workers
+from syncpoint.liveness import describe_workers, working_on
 from syncpoint.model import RunRecord, RunStatus
 from syncpoint.report import run_detail, runs_table, summarize
 from syncpoint.stores import mask_url
@@ -36,12 +36,13 @@ class RunLocked(JobLocked):
 
 
 def refuse_live(store: Store, run: RunRecord, action: str) -> None:
-    """Raise ``RunLocked`` naming who works on ``run``: the job's lock holder, or the workers of its leases."""
-    holder = store.lock_holder(run.job)
-    workers = live_workers(store, run)
-    if holds_run(holder, run) or not workers:
-        raise RunLocked(run, holder, action)
-    raise RunLocked(run, holder, action, describe_workers(workers))
+    """Raise ``RunLocked`` naming who works on ``run`` (the job's lock holder, or the workers of its leases);
+    nothing when nobody does."""
+    working = working_on(store, run)
+    if working.workers:
+        raise RunLocked(run, None, action, describe_workers(working.workers))
+    if working:
+        raise RunLocked(run, working.lock, action)
 
 
 @click.group()
@@ -102,8 +103,7 @@ def delete_run(cli: CliContext, run_id: str, yes: bool) -> None:
     store = cli.store()
     run = find_run(store, run_id)
     job = Job(run.job, store=store)
-    if job.is_live(run):
-        refuse_live(store, run, "deleted")
+    refuse_live(store, run, "deleted")
     summary = summarize(store, run)
     question = (f"delete run {run.run_id} of job {run.job!r} ({run.status.value}, "
                 f"{summary.tasks_done}/{len(summary.tasks)} tasks, {summary.ok + summary.failed} items)?")

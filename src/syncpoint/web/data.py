@@ -16,7 +16,7 @@ from itertools import islice, pairwise
 from typing import Any
 
 from syncpoint import codec
-from syncpoint.liveness import holders, holds_run, live_workers
+from syncpoint.liveness import holders, holds_run, working_on
 from syncpoint.model import ProgressSample, RunHead, RunRecord, RunStatus, TaskRecord, TaskStatus
 from syncpoint.progress_numbers import processed
 from syncpoint.report import RunSummary, run_detail
@@ -56,13 +56,13 @@ def live_now(store: Store, run: RunHead | RunRecord | None) -> dict[str, Any] | 
     leases (``syncpoint.liveness``), read only when no process holds the lock: the workers of a distributed
     run take no job lock, and without this the page would call their run dead.
     """
-    if run is None or run.status is not RunStatus.RUNNING:
+    if run is None:
         return None
-    lock = lock_dict(store, run.job)
-    workers = [] if lock is not None else holders(live_workers(store, run))
-    if lock is None and not workers:
+    working = working_on(store, run)
+    if not working:
         return None
-    return {"run_id": run.run_id, "lock": lock, "workers": workers}
+    lock = None if working.lock is None else dict(working.lock.__dict__)
+    return {"run_id": run.run_id, "lock": lock, "workers": holders(working.workers)}
 
 
 # -- the jobs page ------------------------------------------------------------------------------------------

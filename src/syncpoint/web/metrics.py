@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from syncpoint.liveness import holders, holds_run, live_workers
+from syncpoint.liveness import holders, working_on
 from syncpoint.model import RunStatus
 from syncpoint.progress_numbers import processed
 from syncpoint.stores.base import Store
@@ -95,9 +95,9 @@ class StoreCollector(Collector):
             running.add_metric([job], 1.0 if live else 0.0)
             holder = store.lock_holder(job)
             locked.add_metric([job], 1.0 if holder is not None else 0.0)
-            leased = holders(live_workers(store, run)) if live else []
-            alive.add_metric([job], 1.0 if holds_run(holder, run) or leased else 0.0)
-            workers.add_metric([job], float(len(leased)))
+            working = working_on(store, run, holder)
+            alive.add_metric([job], 1.0 if working else 0.0)
+            workers.add_metric([job], float(len(holders(working.workers))))
         for (job, status), n in sorted(store.run_counts().items(), key=lambda kv: (kv[0][0], kv[0][1].value)):
             if only is None or job == only:
                 runs.add_metric([job, status.value], n)

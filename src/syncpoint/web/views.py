@@ -12,7 +12,7 @@ from urllib.parse import quote
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from syncpoint.job import Job
+from syncpoint.liveness import working_on
 from syncpoint.model import RunStatus
 from syncpoint.stores.base import ChangeSet, StateDelete
 from syncpoint.web import charts, data
@@ -69,10 +69,11 @@ class Views:
         run = find_run(self.dash, request.path_params["run_id"])
         form = _form(request)
         self._check_form(form, run.run_id)
-        job = Job(run.job, store=self.dash.store)
-        if job.is_live(run):
+        working = working_on(self.dash.store, run)
+        if working:
             return self.dash.page(request, "message.html", status=409, title="Not deleted",
-                                  message=f"run {run.run_id} is running in a live process; stop it first")
+                                  message=f"run {run.run_id} is being worked on by {working.describe()}; "
+                                          f"stop {'them' if working.workers else 'it'} first")
         self.dash.store.apply(ChangeSet(run_deletes=[run.run_id]))
         self.dash.runs.clear()
         return RedirectResponse(f"/jobs/{quote(run.job)}", status_code=303)
