@@ -34,6 +34,7 @@ from syncpoint.model import (
     LeaseInfo,
     LeaseState,
     PhaseRecord,
+    RunHead,
     RunRecord,
     RunStatus,
     TaskRecord,
@@ -68,9 +69,8 @@ def clock(seconds: float) -> str:
 
 
 def duration_seconds(run: RunRecord) -> float:
-    """Wall time of the run: to its end, or (still running) to its last commit."""
-    end = run.ended_at or run.updated_at
-    return max(0.0, (end - run.started_at).total_seconds())
+    """Wall time of the run: to its end, or (still running) to its last commit (``RunHead``'s one rule)."""
+    return RunHead.of(run).duration_seconds
 
 
 def duration(run: RunRecord) -> str:
