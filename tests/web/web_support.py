@@ -96,8 +96,8 @@ def run_job(store: str, *args: str) -> None:
     assert code in (0, 1, 2), err
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
+@pytest.fixture(scope="module")  # not the session: playwright's sync API keeps an event loop running in the
+def browser() -> Iterator[Any]:  # main thread while it is open, and a later test's asyncio.run() would fail
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
