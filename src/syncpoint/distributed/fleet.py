@@ -207,14 +207,17 @@ class Fleet:
             run = self._same_config(self.job.get_run(run_id))
             if run.status is RunStatus.RUNNING:
                 raise UsageError(f"run {run_id} is still running; its workers retry failed tasks themselves "
-                                 "(max_attempts), and fleet.retry continues it once it has ended")
+                                 "(up to max_attempts); a retry continues it once it has ended")
             if not self.store.leases(run_id):
                 raise UsageError(f"run {run_id} was not fanned out by a fleet; resume it with --resume-run {run_id}")
-            failed = [t for t in self.store.get_tasks(run_id)
-                      if t.status is TaskStatus.FAILED and (permanent or t.retryable)]
+            failed_all = [t for t in self.store.get_tasks(run_id) if t.status is TaskStatus.FAILED]
+            failed = [t for t in failed_all if permanent or t.retryable]
+            if not failed_all:
+                raise UsageError(f"run {run_id} has no task that failed; nothing to retry")
             if not failed:
-                hint = "" if permanent else " with a retryable error (permanent=True retries the others too)"
-                raise UsageError(f"run {run_id} has no task that failed{hint}; nothing to retry")
+                raise UsageError(f"run {run_id} has no task that failed with a retryable error; "
+                                 f"{len(failed_all)} failed for good ({', '.join(t.name for t in failed_all)}): "
+                                 "permanent=True retries the others too")
             now = utcnow()
             reopened = replace(run, status=RunStatus.RUNNING, updated_at=now, ended_at=None, error=None,
                                exit_code=None, attempts=run.attempts + 1)
