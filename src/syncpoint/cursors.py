@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
+from syncpoint.codec import check_json
 from syncpoint.dates import parse_datetime
 from syncpoint.errors import UsageError
 
@@ -69,13 +70,22 @@ class _Positioned:
         self.extra: dict[str, Any] = {k: v for k, v in self._stored.items() if k not in ("type", self._field)}
 
     def _record(self, value: Any, records: int, extra: Mapping[str, Any] | None) -> None:
+        """Move to ``value`` and record it. Checked first: a refused ``done()`` (extra fields named like the
+        cursor's own, or not JSON) leaves the cursor where it was, in memory as in the store."""
         fields = self.extra if extra is None else dict(extra)
         clash = sorted({"type", self._field} & set(fields))
         if clash:
             raise UsageError(f"a {self._kind} cursor's extra fields cannot be named {', '.join(clash)}: "
                              "the cursor's own fields")
-        self.task.set_cursor({"type": self._kind, self._field: value, **fields}, pages=1, records=records)
+        cursor = {"type": self._kind, self._field: value, **fields}
+        check_json(cursor, "cursor")
+        self._move(value)
         self.extra = fields
+        self.task.set_cursor(cursor, pages=1, records=records)
+
+    def _move(self, value: Any) -> None:
+        """Take ``value`` as the position in memory (each cursor keeps it in its own attribute)."""
+        raise NotImplementedError
 
 
 class PageCursor(_Positioned):
@@ -90,8 +100,10 @@ class PageCursor(_Positioned):
     def done(self, page: int, records: int = 0, *, extra: Mapping[str, Any] | None = None) -> None:
         """Page ``page`` is written; continue at ``page + 1``. ``extra``: fields to record with the cursor
         (they replace the previous ones; None keeps them), read back as ``extra`` on resume."""
-        self.page = page + 1
-        self._record(self.page, records, extra)
+        self._record(page + 1, records, extra)
+
+    def _move(self, value: Any) -> None:
+        self.page = value
 
 
 class TokenCursor(_Positioned):
@@ -113,9 +125,11 @@ class TokenCursor(_Positioned):
         """The page is written; ``next_token`` (None after the last page) is where to continue. ``extra``:
         fields to record with the cursor (they replace the previous ones; None keeps them), read back as
         ``extra`` on resume."""
-        self.token = next_token
-        self.finished = next_token is None
         self._record(next_token, records, extra)
+
+    def _move(self, value: Any) -> None:
+        self.token = value
+        self.finished = value is None
 
 
 class OffsetCursor(_Positioned):
@@ -130,8 +144,10 @@ class OffsetCursor(_Positioned):
     def done(self, records: int, *, extra: Mapping[str, Any] | None = None) -> None:
         """``records`` more are written; continue after them. ``extra``: fields to record with the cursor (they
         replace the previous ones; None keeps them), read back as ``extra`` on resume."""
-        self.offset += records
-        self._record(self.offset, records, extra)
+        self._record(self.offset + records, records, extra)
+
+    def _move(self, value: Any) -> None:
+        self.offset = value
 
 
 class Watermark:

@@ -244,10 +244,18 @@ def test_extra_fields_commit_with_the_position_and_come_back_on_resume(url: str)
         assert again.task("tokens").token_cursor().extra == {"bytes": 8192}
         with pytest.raises(syncpoint.UsageError, match="cannot be named token, type"):
             tokens.done("x", extra={"token": "y", "type": "z"})
+        assert (tokens.token, tokens.finished) == (None, True)  # refused: it did not move
         pages = again.task("pages").page_cursor()
+        before = pages.page
         with pytest.raises(syncpoint.UsageError, match="JSON-serialisable"):
-            pages.done(2, extra={"when": datetime(2024, 1, 1)})
+            pages.done(before, extra={"when": datetime(2024, 1, 1)})
         assert pages.extra == {"seen": ["a", "b"]}  # refused: the last ones stay
+        assert pages.page == before  # and the page did not move, in memory as in the store
+        offsets = again.task("offsets").offset_cursor()
+        at = offsets.offset
+        with pytest.raises(syncpoint.UsageError, match="JSON-serialisable"):
+            offsets.done(5, extra={"when": datetime(2024, 1, 1)})
+        assert offsets.offset == at
 
 
 def test_a_checkpoint_written_before_extra_fields_existed_resumes_as_before(url: str) -> None:
