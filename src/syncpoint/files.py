@@ -47,8 +47,9 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-def ensure_dir(path: Path) -> None:
+def ensure_dir(path: str | os.PathLike[str]) -> None:
     """Create ``path`` and missing parents, fsyncing each new entry's parent so the new name is durable."""
+    path = Path(path)
     if path.is_dir():
         return
     ensure_dir(path.parent)
@@ -92,8 +93,10 @@ class JsonlSink:
         """Create the file if needed, cut it back to ``committed`` and make that durable; its length."""
         if self._file is not None:
             return self._length
-        ensure_dir(self.path.parent)
         created = not self.path.exists()
+        if created and self.committed:  # the checkpoint counts bytes of a file that is gone: touch nothing
+            raise self._shorter(0, self.committed)
+        ensure_dir(self.path.parent)
         handle = open(self.path, "ab")  # noqa: SIM115 - kept open until close()
         try:
             size = os.fstat(handle.fileno()).st_size

@@ -48,6 +48,14 @@ def test_a_file_shorter_than_committed_is_corrupt_state_and_left_untouched(tmp_p
     assert path.read_bytes() == b'{"n": 1}\n'
 
 
+def test_a_missing_file_the_checkpoint_counts_bytes_of_is_corrupt_state_and_nothing_is_created(
+        tmp_path: Path) -> None:
+    path = tmp_path / "gone" / "out.jsonl"
+    with pytest.raises(syncpoint.CorruptState, match=r"has 0 bytes but the checkpoint recorded 50"):
+        syncpoint.JsonlSink(path, 50).open()
+    assert not path.parent.exists()  # neither the file nor its directory was made
+
+
 def test_read_gives_the_committed_prefix_and_leaves_a_writers_tail_alone(tmp_path: Path) -> None:
     """A part file of a writer the checkpoint no longer counts: what lies past its committed length is not
     read, and not cut either (that writer may still be appending)."""
@@ -64,3 +72,14 @@ def test_misuse_is_refused_with_a_message(tmp_path: Path) -> None:
         syncpoint.JsonlSink(tmp_path / "out.jsonl").append([{"n": 1}])
     with pytest.raises(ValueError, match="committed must be a length"):
         syncpoint.JsonlSink(tmp_path / "out.jsonl", -1)
+
+
+def test_ensure_dir_makes_missing_parents_takes_a_string_and_refuses_a_file_in_the_way(tmp_path: Path) -> None:
+    from syncpoint.files import ensure_dir
+
+    ensure_dir(str(tmp_path / "a" / "b"))
+    assert (tmp_path / "a" / "b").is_dir()
+    ensure_dir(tmp_path / "a" / "b")  # already there: nothing to do
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(NotADirectoryError):
+        ensure_dir(tmp_path / "f" / "g")
