@@ -28,7 +28,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from syncpoint.errors import EXIT_FAILED, Stopped, UsageError
@@ -65,7 +65,6 @@ class MapSummary:
     failed: int = 0
     abandoned: int = 0
     elapsed: float = 0.0
-    errors: list[BaseException] = field(default_factory=list, repr=False)
 
 
 class Outcomes(Protocol):
