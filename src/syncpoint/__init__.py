@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import TYPE_CHECKING
 
 from syncpoint.cursors import NEWEST_FIRST, OLDEST_FIRST, OffsetCursor, Order, PageCursor, TokenCursor, Watermark
@@ -75,8 +74,9 @@ def __getattr__(name: str) -> object:
         return AsyncRun
     code = _DEPRECATED_EXIT_CODES.get(name)
     if code is not None:
-        warnings.warn(f"syncpoint.{name} is deprecated; use syncpoint.ExitCode.{code.name} (the same number)",
-                      DeprecationWarning, stacklevel=2)
+        from syncpoint.renamed import warn_renamed
+
+        warn_renamed(f"syncpoint.{name}", f"syncpoint.ExitCode.{code.name} (the same number)")
         return int(code)
     raise AttributeError(f"module 'syncpoint' has no attribute {name!r}")
 
