@@ -185,6 +185,33 @@ def test_sigterm_during_a_map_hands_the_task_back_with_its_finished_items_record
     assert bed.late_commits(run_id) == []
 
 
+def test_tasks_added_while_the_run_ends_are_refused_not_dropped(bed: FleetBed,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """``enqueue`` checks that the run is running, then adds its tasks in a transaction; if the last lease's
+    commit ends the run in between, the tasks must not land in the ended run (no worker would take them)."""
+    from syncpoint.distributed import Fleet
+    from syncpoint.errors import UsageError
+
+    run_id = bed.start(1)
+    fleet = Fleet.open(bed.job, {"kind": "fleet"}, store=bed.url)
+    try:
+        checked = fleet._same_config
+
+        def and_then_the_run_ends(run: object) -> object:  # the moment between the check and the transaction
+            found = checked(run)  # type: ignore[arg-type]
+            bed.sql("UPDATE {s}.runs SET status = 'completed', ended_at = now() WHERE run_id = %s RETURNING 1",
+                    run_id)
+            return found
+
+        monkeypatch.setattr(fleet, "_same_config", and_then_the_run_ends)
+        with pytest.raises(UsageError, match="ended while tasks were being added"):
+            fleet.enqueue(run_id, ["late"])
+    finally:
+        fleet.job.close()
+    assert bed.sql("SELECT count(*) FROM {s}.tasks WHERE name = 'late'") == [(0,)]
+    assert bed.sql("SELECT count(*) FROM {s}.leases WHERE task = 'late'") == [(0,)]
+
+
 def test_a_working_fleet_keeps_its_run_s_updated_time_moving(bed: FleetBed) -> None:
     """The keeper touches the run after each heartbeat (every third of the stall timeout, 1 s here): the run's
     duration grows while its workers work, though no worker writes the run's record."""

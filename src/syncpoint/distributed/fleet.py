@@ -245,6 +245,9 @@ class Fleet:
                 position = len(existing) + len(records)
                 records.append(TaskRecord(run_id=run.run_id, name=name, position=position, updated_at=utcnow()))
         with self.store.transaction() as conn:
+            if not new and not self._sql.lock_running(conn, run.run_id):
+                raise UsageError(f"run {run.run_id} ended while tasks were being added to it; nothing was added: "
+                                 "start a new run for them")
             self.store.apply_in(conn, ChangeSet(runs=[run] if new else [], tasks=records))
             queued = self._sql.add(conn, run.run_id, self.job.name, [r.name for r in records])
             for name in queued:

@@ -70,6 +70,18 @@ class LeaseSql:
         ).fetchall()
         return sorted(str(r[0]) for r in rows)
 
+    def lock_running(self, conn: Conn, run_id: str) -> bool:
+        """Lock the run's row for this transaction if it is still running; False if it has ended.
+
+        The first statement of a fan-out that adds tasks to an existing run: the commit that finishes the
+        run's last lease ends the run under this same row lock, so tasks are either added before (and the run
+        waits for them) or refused after — never added to a run that has just ended, where no worker would
+        take them."""
+        row = conn.execute(
+            self._q("SELECT 1 FROM {s}.runs WHERE run_id = %s AND status = 'running' FOR UPDATE"), (run_id,)
+        ).fetchone()
+        return row is not None
+
     def set_queue_job(self, conn: Conn, run_id: str, task: str, queue_job: int) -> None:
         conn.execute(
             self._q("UPDATE {s}.leases SET queue_job = %s WHERE run_id = %s AND task = %s"),
