@@ -157,6 +157,28 @@ def test_the_keeper_keeps_the_shared_run_s_updated_time_current_and_never_waits_
     assert store.get_run("r1").updated_at == hour_ago  # type: ignore[union-attr]  # an ended run stays ended
 
 
+def test_a_held_lease_is_taken_over_after_its_holder_s_stall_timeout_not_the_reaper_s(
+        store: PostgresStore) -> None:
+    """Liveness counts a holder alive for twice its own stall timeout; the reaper must not take its lease over
+    sooner because the reaping worker was configured with a shorter one."""
+    leased_run(store)
+    sql = LeaseSql(store.schema)
+    with store.transaction() as conn:
+        assert sql.take(conn, "r1", "t0", 1, Holder("host-b", 77, "host-b:77", 300.0)) is not None
+    with store.connection() as conn:
+        conn.execute(f'UPDATE "{store.schema}".leases SET heartbeat_at = clock_timestamp() - interval \'10 s\'')
+    with store.transaction() as conn:
+        assert sql.stalled(conn, "j", 1.0) == []  # silent for 10 s of its 300: alive
+    with store.connection() as conn:
+        conn.execute(f'UPDATE "{store.schema}".leases SET stall_timeout = 5')
+    with store.transaction() as conn:
+        assert sql.stalled(conn, "j", 60.0) == [("r1", "t0")]  # silent for twice its 5 s: taken over
+    with store.connection() as conn:
+        conn.execute(f'UPDATE "{store.schema}".leases SET stall_timeout = NULL')
+    with store.transaction() as conn:
+        assert sql.stalled(conn, "j", 1.0) == [("r1", "t0")]  # a lease that does not say: the reaper's
+
+
 def test_the_audit_finds_a_commit_that_landed_after_the_next_grant(store: PostgresStore) -> None:
     """The check the reliability tests rely on can fail: a commit stamped after its successor's grant."""
     leased_run(store)

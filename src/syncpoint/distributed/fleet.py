@@ -71,7 +71,8 @@ class Fleet:
     ``stall_timeout``: seconds without a heartbeat after which a task's lease is handed to another worker
     (default 30; heartbeats every third of it). ``max_attempts`` / ``retry_wait``: a task that fails with a
     retryable error is tried again after ``retry_wait`` seconds (doubled each time), up to ``max_attempts``
-    attempts in all; then, or on a permanent error, it is failed for good and the run ends ``failed``.
+    attempts in all; then it is failed for good and the run ends ``failed``. A permanent error fails the task
+    at once and is counted; the run still completes (the rule of one machine, ``syncpoint.failures``).
     """
 
     def __init__(

@@ -148,14 +148,17 @@ class LeaseSql:
     def stalled(self, conn: Conn, job: str, stall_timeout: float) -> list[tuple[str, str]]:
         """Leases to hand to a new queue job, locked for this transaction (others skip them):
 
-        - held, but no heartbeat for ``stall_timeout`` seconds (the holder is dead, paused or cut off);
+        - held, but no heartbeat for the holder's own stall timeout (stored with the lease; ``stall_timeout``,
+          the caller's, for a lease that has none): the holder is dead, paused or cut off — a fleet with a
+          long stall timeout is not taken over by a worker configured with a shorter one;
         - queued for ``stall_timeout`` seconds while their queue job is no longer waiting (a worker died
           between fetching the job and taking the lease, or the job was deleted or cancelled)."""
         rows = conn.execute(
             self._q(
                 "SELECT l.run_id, l.task FROM {s}.leases l "
                 "WHERE l.job = %s AND l.state <> 'finished' AND ("
-                " (l.state = 'leased' AND l.heartbeat_at < clock_timestamp() - make_interval(secs => %s)) OR"
+                " (l.state = 'leased' AND l.heartbeat_at < clock_timestamp()"
+                "  - make_interval(secs => coalesce(l.stall_timeout, %s))) OR"
                 " (l.state = 'queued' AND l.queued_at < clock_timestamp() - make_interval(secs => %s) AND NOT EXISTS"
                 "  (SELECT 1 FROM procrastinate_jobs j WHERE j.id = l.queue_job AND j.status = 'todo')))"
                 " ORDER BY l.run_id, l.task FOR UPDATE OF l SKIP LOCKED"
