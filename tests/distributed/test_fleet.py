@@ -92,6 +92,28 @@ def test_a_paused_worker_presumed_dead_is_fenced_when_it_comes_back(bed: FleetBe
     assert bed.leases(run_id)["t0000"] == ("finished", 2)
 
 
+def test_a_worker_woken_by_sigterm_after_its_takeover_writes_nothing_and_exits_cleanly(bed: FleetBed) -> None:
+    """Paused, taken over, then SIGTERM while still paused and SIGCONT: whichever sees it first — the keeper's
+    heartbeat or the hand-off commit meeting the fence — the lease is lost (logged in one line, nothing
+    written), not a traceback in the worker's log, and the worker exits 143."""
+    run_id = bed.start(1)
+    paused = bed.worker("--dest", "pg", "--page-delay", "0.3", name="paused")
+    paused.expect("PAGE t0000 1")
+    os.kill(paused.proc.pid, signal.SIGSTOP)
+    try:
+        other = bed.worker("--dest", "pg", "--until-done", name="other")
+        assert other.finish(timeout=60)[0] == 0
+        paused.proc.send_signal(signal.SIGTERM)  # pending until it runs again
+    finally:
+        os.kill(paused.proc.pid, signal.SIGCONT)
+    code, err = paused.finish(timeout=30)
+    assert code == 143, err[-2000:]
+    assert "Traceback" not in err and "Traceback" not in "\n".join(paused.lines), err[-2000:]
+    assert any("lost the lease" in line or "wrote nothing more" in line for line in paused.lines), paused.lines[-5:]
+    assert max(bed.pg_ids().values()) == 1 and bed.late_commits(run_id) == []
+    assert bed.leases(run_id)["t0000"] == ("finished", 2)
+
+
 def test_sigterm_hands_the_task_back_and_another_worker_takes_it_at_once(tmp_path: object, bed: FleetBed) -> None:
     bed.stall = 30.0  # a takeover through the stall timeout would take >= 30 s; a hand-off takes none
     run_id = bed.start(1)

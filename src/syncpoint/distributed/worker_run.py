@@ -252,7 +252,18 @@ class WorkerRun:
         return JobState(self.job.name, self._buffer, self.store.get_state(self.job.name), self.commit)
 
     def execute(self, fn: Callable[[WorkerRun, Task], object]) -> Ending:
-        """Run ``fn`` on the task and end the lease as its outcome says, in one commit with the fence."""
+        """Run ``fn`` on the task and end the lease as its outcome says, in one commit with the fence.
+
+        Any commit of the attempt may find the lease taken over — the task's own, the one that ends it, the
+        hand-off after a signal: each is the lease lost, nothing written, never an error of the job."""
+        try:
+            return self._attempt(fn)
+        except LeaseLost as err:
+            self.lose()
+            self.log.warning("%s; this worker wrote nothing more", err)
+            return Ending.LOST
+
+    def _attempt(self, fn: Callable[[WorkerRun, Task], object]) -> Ending:
         if not self.open():  # the run ended or was deleted meanwhile: let the lease go
             self._finish(LeaseState.FINISHED)
             return Ending.STALE
@@ -274,10 +285,6 @@ class WorkerRun:
             self._finish(None, also=lambda conn: self._continue(conn, 0.0))
             self.log.info("task %s handed back (%s): another worker continues it", task.name, stop.reason)
             return Ending.HANDED_OFF
-        except LeaseLost as err:
-            self.lose()
-            self.log.warning("%s; this worker wrote nothing more", err)
-            return Ending.LOST
 
     def _end(self, task: Task) -> Ending:
         record = task.record
