@@ -93,6 +93,15 @@ class Working:
         return f"live workers ({describe_workers(self.workers)})"
 
 
+def working(run: RunRecord | RunHead, holder: LockHolder | None, leases: Iterable[LeaseInfo]) -> Working:
+    """Who works on ``run``, from what was read already: the job's lock holder and the run's leases."""
+    if run.status is not RunStatus.RUNNING:
+        return Working()
+    if holds_run(holder, run):
+        return Working(lock=holder)
+    return Working(workers=live_leases(leases))
+
+
 def working_on(store: Store, run: RunRecord | RunHead, holder: LockHolder | EllipsisType | None = ...) -> Working:
     """Who works on ``run`` now (the rule of the module doc), in at most two reads: the job's lock holder
     (pass ``holder`` when it was read already), and the run's leases only when no process holds the lock."""
@@ -100,9 +109,7 @@ def working_on(store: Store, run: RunRecord | RunHead, holder: LockHolder | Elli
         return Working()
     if isinstance(holder, EllipsisType):
         holder = store.lock_holder(run.job)
-    if holds_run(holder, run):
-        return Working(lock=holder)
-    return Working(workers=live_workers(store, run))
+    return working(run, holder, () if holds_run(holder, run) else store.leases(run.run_id))
 
 
 def run_is_live(store: Store, run: RunRecord) -> bool:

@@ -28,7 +28,7 @@ from rich.text import Text
 from syncpoint import codec
 from syncpoint.errors import LockHolder
 from syncpoint.lease_report import counts, counts_text, lease_table, lease_to_dict
-from syncpoint.liveness import describe_workers, holds_run, live_leases
+from syncpoint.liveness import describe_workers, holds_run, live_leases, working
 from syncpoint.model import (
     FailedItem,
     LeaseInfo,
@@ -188,12 +188,8 @@ class RunDetail:
 
     @property
     def live(self) -> bool:
-        """A process holds the job's lock, or a worker holds one of the run's leases (``syncpoint.liveness``)."""
-        if self.run.status is not RunStatus.RUNNING:
-            return False
-        if self.leases:  # many workers: the job's lock is theirs only while a fan-out adds tasks to this run
-            return bool(live_leases(self.leases)) or holds_run(self.lock, self.run)
-        return self.lock is not None
+        """A process holds the job's lock for it, or a worker one of its leases (``syncpoint.liveness``)."""
+        return bool(working(self.run, self.lock, self.leases))
 
     @property
     def retryable(self) -> bool | None:
@@ -314,7 +310,7 @@ def _live_text(lock: LockHolder | None, run: RunRecord, leases: list[LeaseInfo])
         return "no"
     if leases:
         return _workers_text(lock if holds_run(lock, run) else None, leases)
-    if lock is None:
+    if lock is None or not holds_run(lock, run):
         return "no — its process is gone; resume it with --resume"
     return f"yes — {lock.describe()}"
 
@@ -346,9 +342,7 @@ class LiveRun:
 
     @property
     def live(self) -> bool:
-        if self.leases:  # as ``RunDetail.live``
-            return bool(live_leases(self.leases)) or holds_run(self.lock, self.summary.run)
-        return self.lock is not None
+        return bool(working(self.summary.run, self.lock, self.leases))
 
     def current_leases(self) -> list[LeaseInfo]:
         """The leases of the tasks in ``current``, in its order."""
@@ -411,7 +405,9 @@ def _live_cell(live: LiveRun) -> str:
         if workers:
             return f"yes ({len(workers)} worker{'s' if len(workers) > 1 else ''})"
         return "yes (fan-out)" if holds_run(live.lock, live.summary.run) else "no — no live worker"
-    return f"yes (pid {live.lock.pid} on {live.lock.host})" if live.lock else "no — stale, resume it"
+    if live.lock is not None and live.live:
+        return f"yes (pid {live.lock.pid} on {live.lock.host})"
+    return "no — stale, resume it"
 
 
 def status_view(store: Store, runs: list[LiveRun]) -> RenderableType:

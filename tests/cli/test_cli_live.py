@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from cli_helpers import Holder, opened, populate, sp
+from cli_helpers import Holder, clean_env, opened, populate, sp
 from click.testing import Result
 
 from syncpoint.model import RunStatus
@@ -68,6 +68,32 @@ def test_status_and_show_see_the_live_run(store_url: str, holder: Holder, invoke
     holder.release()
     after = json.loads(invoke("--store", store_url, "status", "--json").stdout)
     assert after["runs"] == []
+
+
+def test_a_stale_run_beside_the_live_one_is_not_live_anywhere(store_url: str, holder: Holder,
+                                                               invoke: Callable[..., Result]) -> None:
+    """The job's lock holder works on its own run: an older run of the job still marked running (its process
+    was killed, and the holder started a new run) is stale in ``status`` and ``runs show`` alike — the rule
+    that lets ``runs delete`` remove it — not live because someone holds the job's lock."""
+    from datetime import timedelta
+
+    from syncpoint.model import RunRecord, utcnow
+    from syncpoint.stores.base import ChangeSet
+
+    then = utcnow() - timedelta(hours=1)
+    stale = RunRecord("20200101-000000-aaaaaa", "alpha", RunStatus.RUNNING, {}, "d", then, then)
+    with opened(store_url) as store:
+        store.apply(ChangeSet(runs=[stale]))
+    live = {e["run_id"]: e["live"] for e in json.loads(sp("--store", store_url, "status", "--json").stdout)["runs"]}
+    assert live == {holder.run_id: True, stale.run_id: False}
+    shown = invoke("--store", store_url, "runs", "show", stale.run_id, "--json")
+    assert json.loads(shown.stdout)["live"] is False
+    wide = {**clean_env(), "COLUMNS": "200"}
+    text = " ".join(sp("--store", store_url, "runs", "show", stale.run_id, env=wide).stdout.split())
+    assert "no — its process is gone" in text
+    assert "no — stale, resume it" in " ".join(sp("--store", store_url, "status", "alpha", env=wide).stdout.split())
+    deleted = sp("--store", store_url, "runs", "delete", stale.run_id, "--yes")
+    assert deleted.returncode == 0, deleted.stderr
 
 
 def test_state_reset_and_import_refuse_a_locked_job(store_url: str, holder: Holder, tmp_path: Path,
