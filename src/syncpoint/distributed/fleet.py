@@ -386,7 +386,7 @@ class Fleet:
     def beat(self) -> None:
         """Refresh the heartbeat of every lease held here; a lease found lost stops its task (nothing more
         of it is written)."""
-        runs = {(r.run_id, r.task_name, r.epoch): r for r in self.held()}
+        runs = {(r.run_id, r.task_name, r.epoch): r for r in self.held() if not r.ending}
         with self.store.connection() as conn:
             lost = self._sql.heartbeat(conn, list(runs))
             self._sql.touch_runs(conn, [key[0] for key in runs if key not in lost])

@@ -96,6 +96,9 @@ class WorkerRun:
         self._fence = LeaseFence(run_id, task, epoch)
         self._committer.before_apply.append(self._add_fence)
         self._lost = threading.Event()
+        #: True once the attempt's last commit (which ends or hands back the lease) has begun: the keeper's
+        #: heartbeat skips it, instead of finding the lease no longer held and calling it lost.
+        self.ending = False
         self.record: RunRecord
         self.task: Task
         self._run_id = run_id
@@ -311,6 +314,7 @@ class WorkerRun:
         """The last commit of this attempt: the lease ends (``end``), or is queued again when ``also`` defers
         the job that continues the task — in the same transaction, so the task is never left without one."""
         state = end.value if end is not None else LeaseState.QUEUED.value
+        self.ending = True  # from here the keeper leaves the lease alone: this commit lets it go
         self._fence = LeaseFence(self.run_id, self.task_name, self.epoch, end=state, failed=failed,
                                  retryable=retryable)
         self.commit(also=also)
