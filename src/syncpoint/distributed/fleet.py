@@ -170,8 +170,9 @@ class Fleet:
             check_value_name(key, "run key")
         self.prepare()
         with self.store.lock(self.job.name):  # one fan-out at a time per job (workers do not take this lock)
-            found = self.job.store.list_runs(self.job.name, key=key, statuses=[RunStatus.RUNNING], limit=1)
-            if key is not None and found:
+            found = [] if key is None else self.store.list_runs(self.job.name, key=key, statuses=[RunStatus.RUNNING],
+                                                                 limit=1)
+            if found:
                 run = self._same_config(found[0])
                 return self._fan_out(run, names, new=False)
             now = utcnow()
